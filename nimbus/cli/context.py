@@ -1,0 +1,52 @@
+"""The CLI's environment: its config file and an authenticated API client."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nimbus.client import ApiClient, BearerAuth, HmacAuth
+from nimbus.errors import ConfigError
+
+CONFIG_FIELDS = ("api_url", "access_key", "secret_key", "tls_ca")
+
+
+def config_path(explicit: str | None) -> Path:
+    return Path(explicit) if explicit else Path.home() / ".nimbus" / "config.json"
+
+
+def load_cli_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no CLI config at {path}; run `nimbus configure` first") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"reading {path}: {exc}") from None
+    if not isinstance(data, dict) or not data.get("api_url"):
+        raise ConfigError(f"{path} is not a Nimbus CLI config (api_url missing)")
+    if os.stat(path).st_mode & 0o077:
+        raise ConfigError(f"{path} holds a secret key but others can read it; "
+                          f"fix it with: chmod 600 {path}")
+    return data
+
+
+def api(ctx: click.Context, *, auth: bool = True) -> ApiClient:
+    """A client for the configured API, signing with HMAC unless a token is given."""
+    root = ctx.find_root().obj or {}
+    cfg = load_cli_config(config_path(root.get("config_path")))
+    ca = cfg.get("tls_ca") or None
+    if ca and not ca.lstrip().startswith("-----BEGIN"):
+        ca = Path(ca).read_text()
+    credentials: Any = None
+    if auth:
+        if root.get("token"):
+            credentials = BearerAuth(root["token"])
+        elif cfg.get("access_key") and cfg.get("secret_key"):
+            credentials = HmacAuth(cfg["access_key"], cfg["secret_key"])
+        else:
+            raise ConfigError("no credentials: set NIMBUS_TOKEN or configure an access key")
+    return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials)

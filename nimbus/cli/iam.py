@@ -1,0 +1,124 @@
+"""`nimbus iam …`: users, keys, passwords, login and tokens."""
+
+from __future__ import annotations
+
+import click
+
+from nimbus.cli.context import api
+from nimbus.cli.output import emit, output_option
+
+USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
+
+
+@click.group()
+def iam() -> None:
+    """Users, API keys, passwords and tokens."""
+
+
+@iam.command("create-user")
+@click.option("--username", required=True)
+@click.option("--admin", is_flag=True, help="Give the user full rights.")
+@output_option
+@click.pass_context
+def create_user(ctx: click.Context, username: str, admin: bool, fmt: str) -> None:
+    """Create a user (admin only)."""
+    emit(api(ctx).request("POST", "/v1/iam/users", {"username": username, "admin": admin}),
+         fmt, USER_COLUMNS)
+
+
+@iam.command("list-users")
+@output_option
+@click.pass_context
+def list_users(ctx: click.Context, fmt: str) -> None:
+    """List users (admin only)."""
+    emit(api(ctx).request("GET", "/v1/iam/users"), fmt, USER_COLUMNS)
+
+
+@iam.command("delete-user")
+@click.argument("user_id")
+@output_option
+@click.pass_context
+def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
+    """Delete a user, its keys and (in effect) its tokens."""
+    emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}"), fmt)
+
+
+@iam.command("create-key")
+@click.option("--user-id", required=True)
+@output_option
+@click.pass_context
+def create_key(ctx: click.Context, user_id: str, fmt: str) -> None:
+    """Create an API key pair; the secret is shown once."""
+    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", {}), fmt)
+
+
+@iam.command("list-keys")
+@click.option("--user-id", required=True)
+@output_option
+@click.pass_context
+def list_keys(ctx: click.Context, user_id: str, fmt: str) -> None:
+    """List a user's access keys (never their secrets)."""
+    emit(api(ctx).request("GET", f"/v1/iam/users/{_seg(user_id)}/keys"), fmt,
+         ["access_key", "user_id", "created_at"])
+
+
+@iam.command("delete-key")
+@click.option("--user-id", required=True)
+@click.option("--key-id", required=True, help="The access key (NBUS…).")
+@output_option
+@click.pass_context
+def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
+    """Delete an API key; requests signed with it fail at once."""
+    emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}/keys/{_seg(key_id)}"), fmt)
+
+
+@iam.command("set-password")
+@click.option("--user-id", required=True)
+@click.option("--password", default=None, envvar="NIMBUS_PASSWORD",
+              help="New password (prompted when omitted; prefer the prompt).")
+@output_option
+@click.pass_context
+def set_password(ctx: click.Context, user_id: str, password: str | None, fmt: str) -> None:
+    """Set a user's password; tokens issued before stop working."""
+    if password is None:
+        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password",
+                          {"password": password}), fmt)
+
+
+@iam.command("login")
+@click.option("--username", required=True)
+@click.option("--password", default=None, envvar="NIMBUS_PASSWORD",
+              help="Password (prompted when omitted; prefer the prompt).")
+@output_option
+@click.pass_context
+def login(ctx: click.Context, username: str, password: str | None, fmt: str) -> None:
+    """Log in with a password; prints a JWT and an export line."""
+    if password is None:
+        password = click.prompt("password", hide_input=True)
+    data = api(ctx, auth=False).request("POST", "/v1/iam/login",
+                                        {"username": username, "password": password})
+    _print_token(data, fmt)
+
+
+@iam.command("get-token")
+@output_option
+@click.pass_context
+def get_token(ctx: click.Context, fmt: str) -> None:
+    """Exchange the configured HMAC key for a 1-hour JWT."""
+    _print_token(api(ctx).request("POST", "/v1/iam/token", {}), fmt)
+
+
+def _print_token(data: dict, fmt: str) -> None:
+    if fmt == "json":
+        emit(data, fmt)
+        return
+    click.echo(data["token"])  # SECURITY: the token is what the user asked for
+    click.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output
+
+
+def _seg(value: str) -> str:
+    """Quote a user-supplied ID for a URL path; the server validates its format."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")

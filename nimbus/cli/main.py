@@ -1,0 +1,94 @@
+"""The root `nimbus` group: lazy subcommands, global options, and the one error-to-exit mapping."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from nimbus.errors import NimbusError
+
+# Subcommands are imported only when used, so `nimbus --help` and `node list` start fast.
+COMMANDS = {
+    "serve": ("nimbus.cli.serve", "serve", "Run the control plane (API on :8443, TLS)."),
+    "bootstrap": ("nimbus.cli.setup", "bootstrap", "Create the first admin and its API key."),
+    "configure": ("nimbus.cli.setup", "configure", "Store the CLI connection config."),
+    "version": ("nimbus.cli.setup", "version", "Print the client (and server) version."),
+    "agent": ("nimbus.cli.agent", "agent", "Run the node agent (join with a token first)."),
+    "node": ("nimbus.cli.nodes", "node", "Manage nodes: add, list, describe, drain, delete."),
+    "iam": ("nimbus.cli.iam", "iam", "Users, API keys, passwords and tokens."),
+    "lab": ("nimbus.cli.lab", "lab", "A real multi-node mesh on this machine (root)."),
+    "audit": ("nimbus.cli.audit", "audit", "Show security events from the audit log."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              envvar="NIMBUS_CLI_CONFIG", help="CLI config file (default ~/.nimbus/config.json).")
+@click.option("--token", default=None, envvar="NIMBUS_TOKEN",
+              help="JWT to use instead of HMAC signing (or NIMBUS_TOKEN).")
+@click.option("--debug", is_flag=True, help="Debug logs and full tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, token: str | None, debug: bool) -> None:
+    """Nimbus: a self-hosted cloud for bare metal, in one file."""
+    ctx.obj = {"config_path": config_path, "token": token, "debug": debug}
+    if debug:
+        from nimbus import logs
+
+        logs.setup("debug")
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI; every failure becomes one line on stderr and a non-zero exit code."""
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="nimbus", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except NimbusError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {_first_line(exc)} "
+                   "(run with --debug for details)", err=True)
+        return 1
+
+
+def _first_line(exc: Any) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no details"

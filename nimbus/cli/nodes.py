@@ -1,0 +1,93 @@
+"""`nimbus node …`: add (join token), list, describe, drain, delete, update-ip."""
+
+from __future__ import annotations
+
+import click
+
+from nimbus.cli.context import api
+from nimbus.cli.iam import _seg
+from nimbus.cli.output import emit, output_option
+
+NODE_COLUMNS = ["id", "name", "status", "ip_address", "wireguard_ip", "hostname", "arch",
+                "agent_version", "last_seen"]
+DESCRIBE_FIELDS = [*NODE_COLUMNS, "wireguard_public_key", "created_at", "joined_at",
+                   "cert_expires_at", "cpu", "memory", "disk"]
+
+
+@click.group()
+def node() -> None:
+    """Manage nodes: add, list, describe, drain, delete, update-ip."""
+
+
+@node.command("add")
+@click.option("--get-token", is_flag=True, required=True,
+              help="Create a pending node and print its one-time join token.")
+@click.option("--ip", "ip_address", required=True, help="The node's public/LAN IP address.")
+@click.option("--name", default=None, help="A unique name (default derived from the ID).")
+@output_option
+@click.pass_context
+def add(ctx: click.Context, get_token: bool, ip_address: str, name: str | None,
+        fmt: str) -> None:
+    """Create a pending node and print its join token (valid 10 minutes, single use)."""
+    body = {"ip_address": ip_address, **({"name": name} if name else {})}
+    data = api(ctx).request("POST", "/v1/nodes", body)
+    if fmt == "json":
+        emit(data, fmt)
+        return
+    n = data["node"]
+    click.echo(f"node {n['id']} ({n['name']}) created, overlay IP {n['wireguard_ip']}", err=True)
+    click.echo("join it on the node with:  nimbus agent --join --token-file FILE", err=True)
+    click.echo(data["join_token"])  # SECURITY: the one-time token is what was asked for
+
+
+@node.command("list")
+@output_option
+@click.pass_context
+def list_nodes(ctx: click.Context, fmt: str) -> None:
+    """List nodes with their live status."""
+    emit(api(ctx).request("GET", "/v1/nodes"), fmt, NODE_COLUMNS)
+
+
+@node.command("describe")
+@click.argument("node_id")
+@output_option
+@click.pass_context
+def describe(ctx: click.Context, node_id: str, fmt: str) -> None:
+    """Show one node, its metrics and its recent tasks."""
+    data = api(ctx).request("GET", f"/v1/nodes/{_seg(node_id)}")
+    if fmt == "json":
+        emit(data, fmt)
+        return
+    emit(data, fmt, DESCRIBE_FIELDS)
+    click.echo("\ntasks:")
+    emit(data.get("tasks", []), fmt, ["id", "type", "status", "attempts", "finished_at",
+                                      "output"])
+
+
+@node.command("drain")
+@click.argument("node_id")
+@output_option
+@click.pass_context
+def drain(ctx: click.Context, node_id: str, fmt: str) -> None:
+    """Mark a node as draining (no new work)."""
+    emit(api(ctx).request("POST", f"/v1/nodes/{_seg(node_id)}/drain", {}), fmt, NODE_COLUMNS)
+
+
+@node.command("delete")
+@click.argument("node_id")
+@output_option
+@click.pass_context
+def delete(ctx: click.Context, node_id: str, fmt: str) -> None:
+    """Revoke a node's certificates and remove it from the mesh."""
+    emit(api(ctx).request("DELETE", f"/v1/nodes/{_seg(node_id)}"), fmt)
+
+
+@node.command("update-ip")
+@click.argument("node_id")
+@click.option("--ip", "ip_address", required=True, help="The node's new public/LAN IP.")
+@output_option
+@click.pass_context
+def update_ip(ctx: click.Context, node_id: str, ip_address: str, fmt: str) -> None:
+    """Change a node's endpoint and redistribute peers to every node."""
+    emit(api(ctx).request("POST", f"/v1/nodes/{_seg(node_id)}/ip",
+                          {"ip_address": ip_address}), fmt, NODE_COLUMNS)

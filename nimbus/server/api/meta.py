@@ -1,0 +1,20 @@
+"""Unauthenticated endpoints: health, version, the CA certificate."""
+
+from __future__ import annotations
+
+from nimbus import __version__
+from nimbus.server.api.routing import Ctx, Router
+
+
+def register(r: Router) -> None:
+    @r.add("GET", "/healthz", auth="none")
+    def healthz(ctx: Ctx) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @r.add("GET", "/v1/version", auth="none")
+    def version(ctx: Ctx) -> dict[str, str]:
+        return {"version": __version__}
+
+    @r.add("GET", "/v1/ca", auth="none")
+    def ca(ctx: Ctx) -> str:
+        return ctx.state.keys.ca_pem

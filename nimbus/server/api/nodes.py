@@ -1,0 +1,45 @@
+"""Operator node endpoints (thin handlers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nimbus import wire
+from nimbus.server import nodes
+from nimbus.server.api.routing import Ctx, Router
+
+CREATE_SCHEMA = {
+    "ip_address": wire.Field(wire.ip_address, required=True),
+    "name": wire.Field(wire.string(63, wire.NAME_RE)),
+}
+IP_SCHEMA = {"ip_address": wire.Field(wire.ip_address, required=True)}
+
+
+def register(r: Router) -> None:
+    @r.add("POST", "/v1/nodes", auth="admin", schema=CREATE_SCHEMA, status=201)
+    def create(ctx: Ctx) -> dict[str, Any]:
+        return nodes.create(ctx.state, ctx.body["ip_address"], ctx.body.get("name"), _actor(ctx))
+
+    @r.add("GET", "/v1/nodes", auth="user")
+    def list_nodes(ctx: Ctx) -> list[dict[str, Any]]:
+        return nodes.list_nodes(ctx.state)
+
+    @r.add("GET", "/v1/nodes/<node_id>", auth="user")
+    def describe(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.describe(ctx.state, node_id)
+
+    @r.add("POST", "/v1/nodes/<node_id>/drain", auth="admin", schema={})
+    def drain(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.drain(ctx.state, node_id, _actor(ctx))
+
+    @r.add("POST", "/v1/nodes/<node_id>/ip", auth="admin", schema=IP_SCHEMA)
+    def set_ip(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.set_ip(ctx.state, node_id, ctx.body["ip_address"], _actor(ctx))
+
+    @r.add("DELETE", "/v1/nodes/<node_id>", auth="admin")
+    def delete(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.delete(ctx.state, node_id, _actor(ctx))
+
+
+def _actor(ctx: Ctx) -> str:
+    return ctx.principal.user_id if ctx.principal else "system"

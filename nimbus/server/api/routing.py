@@ -1,0 +1,107 @@
+"""Endpoint plumbing: body limits, authentication, validation, JSON envelopes, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bottle
+
+from nimbus import wire
+from nimbus.errors import BadRequest, PayloadTooLarge
+from nimbus.server import problems
+from nimbus.server.authn import Authenticator, Principal, require_admin
+from nimbus.server.state import State
+
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Ctx:
+    state: State
+    environ: dict[str, Any]
+    body: dict[str, Any]
+    source: str
+    principal: Principal | None = None
+    node_id: str | None = None
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def read_body(environ: dict[str, Any]) -> bytes:
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    if length:
+        if not length.isdigit():
+            raise BadRequest("invalid Content-Length")
+        if int(length) > wire.MAX_BODY:
+            raise PayloadTooLarge("request body is larger than 1 MiB")
+        return stream.read(int(length))
+    if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        data = stream.read(wire.MAX_BODY + 1)
+        if len(data) > wire.MAX_BODY:
+            raise PayloadTooLarge("request body is larger than 1 MiB")
+        return data
+    return b""
+
+
+def respond(status: int, data: Any, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    if isinstance(data, str):
+        body, hdrs = data.encode(), {"Content-Type": "text/plain; charset=utf-8"}
+    else:
+        body, hdrs = json.dumps({"data": data}, separators=(",", ":")).encode(), dict(JSON)
+    hdrs.update(headers or {})
+    return bottle.HTTPResponse(body=body, status=status, headers=hdrs)
+
+
+class Router:
+    """Registers thin handlers on a bottle app with one shared wrapper."""
+
+    def __init__(self, app: bottle.Bottle, state: State, authn: Authenticator) -> None:
+        self.app = app
+        self.state = state
+        self.authn = authn
+
+    def add(self, method: str, path: str, auth: str, schema: dict[str, wire.Field] | None = None,
+            status: int = 200) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """auth is one of: none, user, admin, node."""
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(**url_args: str) -> bottle.HTTPResponse:
+                return self._handle(method, path, auth, schema, status, handler, url_args)
+            self.app.route(path, method, wrapper)
+            return handler
+        return decorate
+
+    def _handle(self, method: str, path: str, auth: str, schema: dict[str, wire.Field] | None,
+                status: int, handler: Callable[..., Any],
+                url_args: dict[str, str]) -> bottle.HTTPResponse:
+        started = time.perf_counter()
+        environ = bottle.request.environ
+        try:
+            raw = read_body(environ)
+            ctx = Ctx(self.state, environ, {}, environ.get("REMOTE_ADDR", ""),
+                      query=dict(bottle.request.query))
+            if auth in ("user", "admin"):
+                ctx.principal = self.authn.operator(environ, raw)
+                if auth == "admin":
+                    require_admin(ctx.principal)
+            elif auth == "node":
+                ctx.node_id = self.authn.node(environ)
+            if schema is not None:
+                ctx.body = wire.validate(wire.decode_json(raw), schema)
+            elif raw.strip() and raw.strip() != b"{}":
+                raise BadRequest("this endpoint takes no request body")
+            result = handler(ctx, **url_args)
+            if isinstance(result, bottle.HTTPResponse):
+                response = result
+            else:
+                response = respond(status, result)
+        except Exception as exc:  # noqa: BLE001 - problems.py is the one error table
+            code, headers, body = problems.from_exception(exc)
+            response = bottle.HTTPResponse(body=body, status=code, headers={**JSON, **headers})
+        metrics = self.state.extras.get("metrics")
+        if metrics is not None:
+            metrics.observe(path, method, response.status_code, time.perf_counter() - started)
+        return response

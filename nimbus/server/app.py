@@ -1,0 +1,39 @@
+"""create_app(state): the bottle WSGI application with every API module registered."""
+
+from __future__ import annotations
+
+import json
+
+import bottle
+
+from nimbus.server.api import routing
+from nimbus.server.authn import Authenticator
+from nimbus.server.state import State
+
+API_MODULES = ("meta", "iam", "nodes", "internal", "ops")
+
+
+def create_app(state: State) -> bottle.Bottle:
+    import importlib
+
+    app = bottle.Bottle(catchall=True, autojson=False)
+    authn = Authenticator(state)
+    state.extras["authn"] = authn
+    router = routing.Router(app, state, authn)
+    for name in API_MODULES:
+        try:
+            module = importlib.import_module(f"nimbus.server.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"nimbus.server.api.{name}":
+                raise
+            continue
+        module.register(router)
+
+    def json_error(err: bottle.HTTPError) -> str:
+        bottle.response.content_type = "application/json"
+        messages = {404: "no such endpoint", 405: "method not allowed on this endpoint"}
+        return json.dumps({"error": messages.get(err.status_code, "request failed")})
+
+    for code in (400, 404, 405, 413, 500):
+        app.error_handler[code] = json_error
+    return app

@@ -1,0 +1,132 @@
+"""Who is calling: operators by HMAC signature or JWT, nodes by client certificate."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from nimbus.errors import Forbidden, Unauthorized
+from nimbus.security import hmac_sign as hs
+from nimbus.server import iam
+from nimbus.server.state import State
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    username: str
+    admin: bool
+    via: str
+    access_key: str | None = None
+
+
+class NonceCache:
+    """Nonces seen per key inside the skew window; a second use is a replay."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._next_prune = 0.0
+
+    def first_use(self, key: str, nonce: str, now: float) -> bool:
+        with self._lock:
+            if now >= self._next_prune:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+                self._next_prune = now + 5
+            if (key, nonce) in self._seen:
+                return False
+            self._seen[(key, nonce)] = now + self.ttl
+            return True
+
+
+class Authenticator:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        # A timestamp may be up to MAX_SKEW in the future, so remember nonces twice as long.
+        self.nonces = NonceCache(2 * hs.MAX_SKEW_SEC + 5)
+        self._certs: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._certs_lock = threading.Lock()
+
+    def operator(self, environ: dict[str, Any], body: bytes) -> Principal:
+        authz = environ.get("HTTP_AUTHORIZATION", "")
+        if authz:
+            scheme, _, token = authz.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("unsupported Authorization header; use Bearer <token>")
+            user = iam.check_token(self.state, token.strip())
+            return Principal(user["id"], user["username"], bool(user["admin"]), "jwt")
+        if "HTTP_X_ACCESS_KEY" in environ:
+            return self._hmac(environ, body)
+        raise Unauthorized("authentication required: sign the request or send a bearer token")
+
+    def _hmac(self, environ: dict[str, Any], body: bytes) -> Principal:
+        access_key = environ.get("HTTP_X_ACCESS_KEY", "")
+        timestamp = environ.get("HTTP_X_TIMESTAMP", "")
+        nonce = environ.get("HTTP_X_NONCE", "")
+        given = environ.get("HTTP_X_SIGNATURE", "")
+        if not (access_key and timestamp and nonce and given):
+            raise Unauthorized("incomplete signature headers")
+        now = self.state.now()
+        when = hs.parse_timestamp(timestamp)
+        if when is None or abs(now - when) > hs.MAX_SKEW_SEC:
+            raise Unauthorized("request timestamp is missing or outside the allowed skew")
+        if not hs.NONCE_RE.match(nonce):
+            raise Unauthorized("nonce must be at least 16 random bytes in lowercase hex")
+        found = iam.key_secret(self.state, access_key) if len(access_key) <= 64 else None
+        if found is None:
+            raise Unauthorized("invalid signature or unknown access key")
+        key, secret = found
+        path = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        if not hs.verify(secret, method, path, timestamp, nonce, body, given):
+            raise Unauthorized("invalid signature or unknown access key")
+        if not self.nonces.first_use(access_key, nonce, now):
+            raise Unauthorized("replayed request (nonce already used)")
+        user = self.state.store.read("users").get(key["user_id"])
+        if user is None:
+            raise Unauthorized("invalid signature or unknown access key")
+        return Principal(user["id"], user["username"], bool(user["admin"]), "hmac", access_key)
+
+    def node(self, environ: dict[str, Any]) -> str:
+        """The node ID of a verified, unrevoked client certificate (mTLS)."""
+        pem = environ.get("SSL_CLIENT_CERT")
+        if not pem or environ.get("SSL_CLIENT_VERIFY") != "SUCCESS":
+            raise Unauthorized("a node client certificate is required")
+        serial, node_id = self._cert(pem)
+        if serial in self.state.store.read("revoked"):
+            raise Unauthorized("certificate has been revoked")
+        node = self.state.store.read("nodes").get(node_id)
+        if node is None or node.get("status") == "pending":
+            raise Unauthorized("certificate does not belong to a joined node")
+        if serial not in node.get("cert_serials", []):
+            raise Unauthorized("certificate is not one issued to this node")
+        return node_id
+
+    def _cert(self, pem: str) -> tuple[str, str]:
+        with self._certs_lock:
+            hit = self._certs.get(pem)
+            if hit is not None:
+                self._certs.move_to_end(pem)
+                return hit
+        from nimbus.security.pki import cert_info
+
+        info = cert_info(pem)
+        value = (info.serial, info.common_name)
+        with self._certs_lock:
+            self._certs[pem] = value
+            if len(self._certs) > 20000:
+                self._certs.popitem(last=False)
+        return value
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise Forbidden("this action needs an admin user")
+
+
+def require_self_or_admin(principal: Principal, user_id: str) -> None:
+    if not principal.admin and principal.user_id != user_id:
+        raise Forbidden("you may only manage your own credentials")

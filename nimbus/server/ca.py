@@ -1,0 +1,86 @@
+"""The control plane's key material in its data dir: CA, server certificate, JWT and store keys."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from nimbus.config import ServerConfig
+from nimbus.errors import ConfigError
+from nimbus.security import pki
+from nimbus.store.files import ensure_private_dir, unsafe_permissions, write_private, write_public
+
+log = logging.getLogger("nimbus.ca")
+SECRET_FILES = ("ca.key", "server.key", "jwt.key", "store.key", "wg.key", "bootstrap.secret",
+                "audit.log")
+
+
+class KeyMaterial:
+    """Loads, or creates on first start, every key the control plane holds."""
+
+    def __init__(self, data_dir: Path, now: float) -> None:
+        self.data_dir = ensure_private_dir(data_dir)
+        self.now = now
+        problems = unsafe_permissions([self.data_dir, self.data_dir / "store"]
+                                      + [self.data_dir / n for n in SECRET_FILES])
+        if problems:
+            raise ConfigError("refusing to start with readable secrets: " + "; ".join(problems))
+        self.ca_cert_path = self.data_dir / "ca.crt"
+        self.ca_key_path = self.data_dir / "ca.key"
+        if not self.ca_key_path.exists():
+            cert, key = pki.create_ca(now)
+            write_private(self.ca_key_path, key)
+            write_public(self.ca_cert_path, cert)
+            log.info("created a new CA in %s", self.ca_cert_path)
+        self.ca_pem = self.ca_cert_path.read_text()
+        self.ca_key_pem = self.ca_key_path.read_text()
+        self.ca_fingerprint = pki.ca_fingerprint(self.ca_pem)
+        self.jwt_secret = self._random_file("jwt.key")
+
+    def _random_file(self, name: str) -> bytes:
+        path = self.data_dir / name
+        if not path.exists():
+            write_private(path, secrets.token_hex(32) + "\n")
+        return path.read_text().strip().encode()
+
+    def server_cert(self, config: ServerConfig) -> tuple[Path, Path]:
+        """The (cert, key) the API serves: the operator's, or ours covering every SAN."""
+        if config.tls_cert:
+            for p in (config.tls_cert, config.tls_key):
+                if not os.access(p, os.R_OK):
+                    raise ConfigError(f"cannot read TLS file {p}")
+            return Path(config.tls_cert), Path(config.tls_key)
+        cert_path, key_path = self.data_dir / "server.crt", self.data_dir / "server.key"
+        wanted = set(required_sans(config))
+        current = pki.server_cert_sans(cert_path.read_text()) if cert_path.exists() else set()
+        expired = cert_path.exists() and (
+            pki.cert_info(cert_path.read_text()).not_after < self.now + 30 * 86400)
+        if not key_path.exists() or not wanted <= current or expired:
+            cert, key = pki.create_server_cert(self.ca_pem, self.ca_key_pem,
+                                               sorted(wanted | current), self.now)
+            write_private(key_path, key)
+            write_public(cert_path, cert)
+            log.info("issued the API server certificate for %s", ", ".join(sorted(wanted)))
+        return cert_path, key_path
+
+
+def required_sans(config: ServerConfig) -> list[str]:
+    """localhost, 127.0.0.1, the host name, public and listen addresses, the overlay .1."""
+    from nimbus.config import parse_listen
+
+    sans = ["localhost", "127.0.0.1", "::1", socket.gethostname(), config.overlay_ip]
+    host = parse_listen(config.listen)[0]
+    if host not in ("0.0.0.0", "::", ""):
+        sans.append(host)
+    if config.public_address:
+        sans.append(config.public_address)
+    if config.public_url:
+        from urllib.parse import urlsplit
+
+        if urlsplit(config.public_url).hostname:
+            sans.append(urlsplit(config.public_url).hostname or "")
+    sans.extend(config.extra_sans)
+    return [s for s in sans if s]

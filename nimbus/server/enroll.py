@@ -1,0 +1,98 @@
+"""Node identity: join with a one-time token, certificate renewal, heartbeats."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from nimbus.errors import Unauthorized
+from nimbus.security import pki
+from nimbus.server import mesh, nodes, tasks
+from nimbus.server.state import State
+
+log = logging.getLogger("nimbus.enroll")
+# SECURITY: one answer for unknown, wrong-secret, expired and used tokens alike.
+JOIN_REFUSED = "join token is invalid, expired or already used"
+
+
+def _refuse(state: State, node_id: str, reason: str, source: str) -> Unauthorized:
+    state.audit.record("join.refused", state.now(), node_id=node_id, reason=reason,
+                       source=source)
+    return Unauthorized(JOIN_REFUSED)
+
+
+def _issue(state: State, node_id: str, csr_pem: str) -> tuple[str, str, float]:
+    return pki.sign_client_csr(state.keys.ca_pem, state.keys.ca_key_pem, csr_pem, node_id,
+                               state.config.node_cert_lifetime_sec, state.now())
+
+
+def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
+    """Validate and consume the token in one locked step, then sign the node's CSR."""
+    node_id, now = body["node_id"], state.now()
+    presented = hashlib.sha256(body["secret"].encode()).hexdigest()
+    pki.check_csr(body["csr"])  # reject a bad CSR before consuming the token
+    with state.store.transaction("nodes", "tasks") as tx:
+        node = tx["nodes"].get(node_id)
+        expected = node["join"]["secret_sha256"] if node and node.get("join") else "0" * 64
+        if not hmac.compare_digest(presented, expected) or node is None:
+            raise _refuse(state, node_id, "unknown node or wrong secret", source)
+        if node["join"]["used"] or node["state"] != "pending":
+            raise _refuse(state, node_id, "token already used", source)
+        if now > node["join"]["expires_at"]:
+            raise _refuse(state, node_id, "token expired", source)
+        cert_pem, serial, not_after = _issue(state, node_id, body["csr"])
+        node["join"] = {"used": True, "used_at": round(now, 3), "secret_sha256": None,
+                        "expires_at": node["join"]["expires_at"]}
+        node.update(state="active", joined_at=round(now, 3), hostname=body.get("hostname"),
+                    arch=body.get("arch"), agent_version=body.get("agent_version"),
+                    reported_ip=body.get("ip_address"),
+                    wireguard_port=body.get("wireguard_port", 51820),
+                    cert_serials=[serial], cert_expires_at=round(not_after, 3))
+        targets = [n["id"] for n in mesh.joined_nodes(tx["nodes"]) if n["id"] != node_id]
+        tasks.enqueue(state, tx["tasks"], targets, mesh.UPDATE_PEERS)
+    nodes.runtime(state).update(node_id, {"last_seen": round(now, 3)})
+    state.audit.record("join.ok", now, node_id=node_id, source=source)
+    state.audit.record("cert.issued", now, node_id=node_id, serial=serial)
+    tasks.waiters(state).notify(targets)
+    mesh.mesh_changed(state)
+    return {"node": nodes.public_node(state, node), "cert_pem": cert_pem,
+            "ca_pem": state.keys.ca_pem, "peers": mesh.peers_for(state, node_id),
+            "heartbeat_interval_sec": state.config.heartbeat_interval_sec,
+            "client_address": source}
+
+
+def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:
+    """A fresh certificate for an enrolled, unrevoked node (called over mTLS)."""
+    pki.check_csr(csr_pem)
+    with state.store.transaction("nodes") as tx:
+        node = tx["nodes"].get(node_id)
+        if node is None:
+            raise Unauthorized("node no longer exists")
+        cert_pem, serial, not_after = _issue(state, node_id, csr_pem)
+        # Keep the serials of certificates that are still valid so revocation covers them.
+        node["cert_serials"] = [*node["cert_serials"][-4:], serial]
+        node["cert_expires_at"] = round(not_after, 3)
+    state.audit.record("cert.renewed", state.now(), node_id=node_id, serial=serial)
+    return {"cert_pem": cert_pem, "ca_pem": state.keys.ca_pem, "not_after": not_after}
+
+
+def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Record metrics in memory; a changed public IP updates the node and the mesh."""
+    live = {k: body[k] for k in ("cpu", "memory", "disk") if k in body}
+    live["last_seen"] = round(state.now(), 3)
+    nodes.runtime(state).update(node_id, live)
+    node = state.store.read("nodes").get(node_id) or {}
+    static = {k: body[k] for k in ("hostname", "arch", "agent_version") if k in body}
+    if any(node.get(k) != v for k, v in static.items()):
+        with state.store.transaction("nodes") as tx:
+            if node_id in tx["nodes"]:
+                tx["nodes"][node_id].update(static)
+    ip = body.get("ip_address")
+    if ip and ip != node.get("reported_ip"):
+        nodes.set_ip(state, node_id, ip, actor=node_id, reported=True)
+    state_metrics = state.extras.get("metrics")
+    if state_metrics is not None:
+        state_metrics.inc("heartbeats")
+    return {"next_heartbeat_sec": state.config.heartbeat_interval_sec}

@@ -1,0 +1,82 @@
+"""cheroot over TLS: optional client certificates, sized for hundreds of agents, quiet logs."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nimbus.httpd")
+
+
+def server_tls_context(cert: Path, key: Path, ca_file: Path) -> ssl.SSLContext:
+    """TLS 1.2+; a client certificate is optional, but if sent it must chain to our CA."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.load_verify_locations(cafile=str(ca_file))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    return ctx
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _context_adapter(context: ssl.SSLContext) -> Any:
+    """cheroot's builtin adapter, but with our own SSLContext (mTLS optional, TLS 1.2+)."""
+    from cheroot.ssl import Adapter
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    class ContextAdapter(BuiltinSSLAdapter):
+        def __init__(self) -> None:
+            # Skip BuiltinSSLAdapter.__init__: it builds its own context from file names.
+            Adapter.__init__(self, "", "")
+            self._server_env: dict[str, str] = {}
+            self.context = context
+
+    return ContextAdapter()
+
+
+class ApiServer:
+    """Runs the WSGI app in a cheroot thread pool until stop() is called."""
+
+    def __init__(self, app: Any, host: str, port: int, context: ssl.SSLContext,
+                 threads: int = 64, max_threads: int = 512) -> None:
+        from cheroot import wsgi
+
+        raise_fd_limit()
+        self.server = wsgi.Server((host, port), app, numthreads=threads, max=max_threads,
+                                  request_queue_size=1024, timeout=65, shutdown_timeout=3,
+                                  server_name="nimbus")
+        # cheroot's defaults (10 kept-alive connections, backlog 5) drop agents silently.
+        self.server.keep_alive_conn_limit = 10_000
+        self.server.ssl_adapter = _context_adapter(context)
+        self.server.error_log = self._error_log  # type: ignore[method-assign]
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        # A client dropping its TLS connection is routine: one debug line, no traceback.
+        log.log(logging.DEBUG if level < logging.ERROR else logging.WARNING,
+                "http: %s", msg.strip().splitlines()[0] if msg.strip() else "connection error")
+
+    @property
+    def bound_port(self) -> int:
+        return int(self.server.bind_addr[1])
+
+    def start(self) -> None:
+        self.server.prepare()
+        self._thread = threading.Thread(target=self.server.serve, name="httpd", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,215 @@
+"""Users, API keys, passwords, JWTs and bootstrap: IAM domain logic."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from nimbus import wire
+from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from nimbus.logs import mask
+from nimbus.security import passwords, tokens
+from nimbus.server.state import State
+
+log = logging.getLogger("nimbus.iam")
+BOOTSTRAP_FILE = "bootstrap.secret"
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    return {"id": user["id"], "username": user["username"], "admin": bool(user["admin"]),
+            "created_at": user["created_at"], "has_password": bool(user.get("password_hash"))}
+
+
+def public_key(key: dict[str, Any]) -> dict[str, Any]:
+    return {"access_key": key["access_key"], "user_id": key["user_id"],
+            "created_at": key["created_at"]}
+
+
+def _find_username(users: dict[str, Any], username: str) -> dict[str, Any] | None:
+    lowered = username.lower()
+    return next((u for u in users.values() if u["username"].lower() == lowered), None)
+
+
+def get_user(state: State, user_id: str) -> dict[str, Any]:
+    user = state.store.read("users").get(user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def list_users(state: State) -> list[dict[str, Any]]:
+    users = state.store.read("users").values()
+    return [public_user(u) for u in sorted(users, key=lambda u: u["created_at"])]
+
+
+def create_user(state: State, username: str, admin: bool, actor: str) -> dict[str, Any]:
+    with state.store.transaction("users") as tx:
+        if _find_username(tx["users"], username):
+            raise Conflict(f"a user named {username} already exists")
+        user = {"id": wire.new_id("user"), "username": username, "admin": admin,
+                "created_at": round(state.now(), 3), "password_hash": None,
+                "credential_version": 0}
+        tx["users"][user["id"]] = user
+    state.audit.record("user.created", state.now(), user_id=user["id"], admin=admin, actor=actor)
+    return public_user(user)
+
+
+def delete_user(state: State, user_id: str, actor: str) -> None:
+    with state.store.transaction("users", "keys") as tx:
+        user = tx["users"].get(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        admins = [u for u in tx["users"].values() if u["admin"]]
+        if user["admin"] and len(admins) == 1:
+            raise Conflict("refusing to delete the last admin user")
+        del tx["users"][user_id]
+        for key_id in [k for k, v in tx["keys"].items() if v["user_id"] == user_id]:
+            del tx["keys"][key_id]
+    state.audit.record("user.deleted", state.now(), user_id=user_id, actor=actor)
+
+
+def create_key(state: State, user_id: str, actor: str) -> dict[str, Any]:
+    secret = secrets.token_urlsafe(32)
+    with state.store.transaction("users", "keys") as tx:
+        if user_id not in tx["users"]:
+            raise NotFound("no such user")
+        access_key = wire.new_id("key")
+        key = {"access_key": access_key, "user_id": user_id,
+               "created_at": round(state.now(), 3),
+               "secret": state.box.seal(secret, access_key)}
+        tx["keys"][access_key] = key
+    state.audit.record("key.created", state.now(), user_id=user_id, access_key=access_key,
+                       actor=actor)
+    return {**public_key(key), "secret_key": secret}
+
+
+def delete_key(state: State, user_id: str, access_key: str, actor: str) -> None:
+    with state.store.transaction("keys") as tx:
+        key = tx["keys"].get(access_key)
+        if key is None or key["user_id"] != user_id:
+            raise NotFound("no such key for this user")
+        del tx["keys"][access_key]
+    state.audit.record("key.deleted", state.now(), user_id=user_id, access_key=access_key,
+                       actor=actor)
+
+
+def list_keys(state: State, user_id: str) -> list[dict[str, Any]]:
+    get_user(state, user_id)
+    keys = state.store.read("keys").values()
+    return [public_key(k) for k in keys if k["user_id"] == user_id]
+
+
+def key_secret(state: State, access_key: str) -> tuple[dict[str, Any], str] | None:
+    """The key record and its decrypted secret, or None for an unknown key."""
+    key = state.store.read("keys").get(access_key)
+    if key is None:
+        return None
+    return key, state.box.open(key["secret"], access_key)
+
+
+def set_password(state: State, user_id: str, password: str, actor: str) -> None:
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise BadRequest(f"password must be at least {passwords.MIN_LENGTH} characters")
+    hashed = passwords.hash_password(password)
+    with state.store.transaction("users") as tx:
+        user = tx["users"].get(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        user["password_hash"] = hashed
+        # SECURITY: bumping the version invalidates every JWT issued before this change.
+        user["credential_version"] = int(user.get("credential_version", 0)) + 1
+    state.audit.record("password.changed", state.now(), user_id=user_id, actor=actor)
+
+
+def issue_token(state: State, user: dict[str, Any], via: str) -> dict[str, Any]:
+    token, exp = tokens.issue(state.keys.jwt_secret, user, state.now())
+    state.audit.record("token.issued", state.now(), user_id=user["id"], via=via)
+    return {"token": token, "expires_at": exp}
+
+
+def login(state: State, username: str, password: str, source: str) -> dict[str, Any]:
+    now = state.now()
+    state.throttle.check(username, source, now)
+    user = _find_username(state.store.read("users"), username)
+    # SECURITY: verify_password spends one scrypt even when the user does not exist.
+    ok = passwords.verify_password(password, user.get("password_hash") if user else None)
+    if not ok or user is None:
+        state.throttle.failed(username, source, now)
+        state.audit.record("login.failed", now, username=username[:64], source=source)
+        raise Unauthorized("invalid username or password")
+    state.throttle.succeeded(username)
+    state.audit.record("login.ok", now, user_id=user["id"], source=source)
+    return issue_token(state, user, via="login")
+
+
+def check_token(state: State, token: str) -> dict[str, Any]:
+    """The user a bearer token stands for, if the token and the user are still valid."""
+    claims = tokens.decode(state.keys.jwt_secret, token, state.now())
+    user = state.store.read("users").get(claims["sub"])
+    if user is None or int(user.get("credential_version", 0)) != claims["ver"]:
+        raise Unauthorized("token is no longer valid")
+    return user
+
+
+# -- bootstrap ----------------------------------------------------------------------------
+
+def is_bootstrapped(state: State) -> bool:
+    return any(u["admin"] for u in state.store.read("users").values())
+
+
+def ensure_bootstrap_secret(state: State) -> None:
+    """Before the first admin exists, keep a one-time secret readable only by root."""
+    from nimbus.store.files import write_private
+
+    path = state.data_dir / BOOTSTRAP_FILE
+    if is_bootstrapped(state):
+        path.unlink(missing_ok=True)
+    elif not path.exists():
+        write_private(path, secrets.token_hex(32) + "\n")
+        log.info("not bootstrapped yet: run `nimbus bootstrap` on this host, or use the "
+                 "one-time secret in %s for a remote bootstrap", path)
+
+
+def bootstrap(state: State, via: str) -> dict[str, Any]:
+    """Create the admin user and its first key; refused once an admin exists."""
+    with state.store.transaction("users") as tx:
+        if any(u["admin"] for u in tx["users"].values()):
+            raise Conflict("this control plane is already bootstrapped")
+        user = {"id": wire.new_id("user"), "username": "admin", "admin": True,
+                "created_at": round(state.now(), 3), "password_hash": None,
+                "credential_version": 0}
+        tx["users"][user["id"]] = user
+    key = create_key(state, user["id"], actor="bootstrap")
+    (state.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
+    state.audit.record("bootstrap", state.now(), user_id=user["id"], via=via,
+                       access_key=key["access_key"])
+    log.info("bootstrapped: admin %s with key %s", user["id"], mask(key["access_key"], 8))
+    return {"user": public_user(user), "access_key": key["access_key"],
+            "secret_key": key["secret_key"]}
+
+
+def bootstrap_proof(secret: str, ca_fingerprint: str, nonce: str) -> str:
+    """HMAC binding the one-time secret to the CA the caller saw (defeats a TLS MITM)."""
+    msg = f"nimbus-bootstrap-v1\n{ca_fingerprint}\n{nonce}".encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def remote_bootstrap(state: State, ca_fingerprint: str, nonce: str, proof: str,
+                     source: str) -> dict[str, Any]:
+    path = state.data_dir / BOOTSTRAP_FILE
+    now = state.now()
+    state.throttle.check("#bootstrap", source, now)
+    secret = path.read_text().strip() if path.exists() else ""
+    expected = bootstrap_proof(secret or secrets.token_hex(32), state.keys.ca_fingerprint, nonce)
+    if not secret or not hmac.compare_digest(expected, proof):
+        state.throttle.failed("#bootstrap", source, now)
+        state.audit.record("bootstrap.refused", now, source=source)
+        if is_bootstrapped(state):
+            raise Conflict("this control plane is already bootstrapped")
+        raise Forbidden("bootstrap secret or CA fingerprint does not match")
+    if not hmac.compare_digest(ca_fingerprint, state.keys.ca_fingerprint):
+        raise Forbidden("bootstrap secret or CA fingerprint does not match")
+    return bootstrap(state, via=f"remote:{source}")

@@ -1,0 +1,79 @@
+"""Lifecycle of `nimbus serve`: open state, start background work and the HTTPS server, stop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from nimbus.config import ServerConfig, parse_listen
+from nimbus.server.state import State, open_state
+from nimbus.store.files import write_private
+
+log = logging.getLogger("nimbus.serve")
+
+# Background services started with the server: each is start(state) -> stop callable.
+SERVICES: list[str] = ["nimbus.server.nodes:start_background", "nimbus.server.mesh:start_network"]
+
+
+def _services(state: State) -> list[Callable[[], None]]:
+    import importlib
+
+    stops = []
+    for spec in SERVICES:
+        module_name, attr = spec.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        stop = getattr(module, attr)(state)
+        if stop is not None:
+            stops.append(stop)
+    return stops
+
+
+def build(config: ServerConfig) -> tuple[State, Any]:
+    from nimbus.server import iam
+    from nimbus.server.app import create_app
+    from nimbus.server.metrics import Metrics
+
+    state = open_state(config)
+    state.extras["metrics"] = Metrics()
+    iam.ensure_bootstrap_secret(state)
+    return state, create_app(state)
+
+
+def serve(config: ServerConfig, ready: threading.Event | None = None,
+          stop_event: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or stop_event), then stop gracefully."""
+    from nimbus.server.ca import required_sans
+    from nimbus.server.httpd import ApiServer, server_tls_context
+
+    state, app = build(config)
+    cert, key = state.keys.server_cert(config)
+    context = server_tls_context(cert, key, state.keys.ca_cert_path)
+    host, port = parse_listen(config.listen)
+    stops = _services(state)
+    server = ApiServer(app, host, port, context, config.threads, config.max_threads)
+    server.start()
+    write_private(config.data_path / "endpoint.json",
+                  json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))
+    log.info("nimbus API listening on https://%s:%d (SANs: %s)", host, server.bound_port,
+             ", ".join(required_sans(config)))
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if ready is not None:
+        ready.set()
+    stop.wait()
+    log.info("stopping")
+    server.stop()
+    for fn in reversed(stops):
+        fn()
+    log.info("stopped")

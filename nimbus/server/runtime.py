@@ -1,0 +1,58 @@
+"""Hot node data (heartbeats, last seen) in memory, persisted in batches, never per heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from nimbus.store import Store
+
+log = logging.getLogger("nimbus.runtime")
+
+
+class Runtime:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, Any]] = {
+            k: dict(v) for k, v in store.read("runtime").items()}
+        self._dirty = False
+
+    def get(self, node_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._data.get(node_id, {})
+
+    def update(self, node_id: str, values: dict[str, Any]) -> None:
+        with self._lock:
+            self._data.setdefault(node_id, {}).update(values)
+            self._dirty = True
+
+    def forget(self, node_id: str) -> None:
+        with self._lock:
+            self._data.pop(node_id, None)
+            self._dirty = True
+
+    def flush(self) -> bool:
+        """Write the whole runtime collection once if anything changed since the last flush."""
+        with self._lock:
+            if not self._dirty:
+                return False
+            snapshot = {k: dict(v) for k, v in self._data.items()}
+            self._dirty = False
+        try:
+            with self.store.transaction("runtime") as tx:
+                tx["runtime"].clear()
+                tx["runtime"].update(snapshot)
+        except Exception:
+            self._dirty = True
+            raise
+        return True
+
+    def run_flusher(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("persisting heartbeat data failed")
+        self.flush()

@@ -1,0 +1,163 @@
+"""The task queue: per-node FIFO, at-least-once delivery, long-poll wake-ups, results.
+
+A task type is registered once in TASK_TYPES; `render` fills its payload at delivery time
+from the current desired state, so a late delivery never carries stale data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from nimbus import wire
+from nimbus.errors import BadRequest, NotFound
+from nimbus.server.state import State
+
+REDELIVER_AFTER_SEC = 60
+KEEP_FINISHED_PER_NODE = 20
+# type -> (coalesce: replace an undelivered task of the same type, render at delivery)
+TASK_TYPES: dict[str, tuple[bool, Callable[[State, str, dict[str, Any]], dict[str, Any]]]] = {}
+
+
+def task_type(name: str, coalesce: bool = False) -> Callable[..., Any]:
+    def register(render: Callable[[State, str, dict[str, Any]], dict[str, Any]]) -> Any:
+        TASK_TYPES[name] = (coalesce, render)
+        return render
+    return register
+
+
+@task_type("noop")
+def _noop(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+class Waiters:
+    """Wakes long-polling agents when a task for their node is queued."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+
+    def version(self, node_id: str) -> int:
+        with self._cond:
+            return self._versions.get(node_id, 0)
+
+    def notify(self, node_ids: list[str]) -> None:
+        with self._cond:
+            for node_id in node_ids:
+                self._versions[node_id] = self._versions.get(node_id, 0) + 1
+            self._cond.notify_all()
+
+    def wait(self, node_id: str, seen: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions.get(node_id, 0) != seen, timeout)
+
+
+def waiters(state: State) -> Waiters:
+    with state.lock:
+        return state.extras.setdefault("waiters", Waiters())
+
+
+def enqueue(state: State, tx_tasks: dict[str, Any], node_ids: list[str], kind: str,
+            payload: dict[str, Any] | None = None) -> list[str]:
+    """Queue a task for each node inside the caller's transaction on "tasks"."""
+    if kind not in TASK_TYPES:
+        raise BadRequest(f"unknown task type {kind}")
+    coalesce = TASK_TYPES[kind][0]
+    created = []
+    for node_id in node_ids:
+        if coalesce and any(t["node_id"] == node_id and t["type"] == kind
+                            and t["status"] == "pending" for t in tx_tasks.values()):
+            continue
+        task = {"id": wire.new_id("task"), "node_id": node_id, "type": kind,
+                "payload": payload or {}, "status": "pending", "attempts": 0,
+                "created_at": round(state.now(), 3), "delivered_at": None,
+                "finished_at": None, "output": None}
+        tx_tasks[task["id"]] = task
+        created.append(task["id"])
+    return created
+
+
+def submit(state: State, node_ids: list[str], kind: str,
+           payload: dict[str, Any] | None = None) -> list[str]:
+    with state.store.transaction("tasks") as tx:
+        created = enqueue(state, tx["tasks"], node_ids, kind, payload)
+    waiters(state).notify(node_ids)
+    return created
+
+
+def _due(task: dict[str, Any], node_id: str, now: float) -> bool:
+    if task["node_id"] != node_id:
+        return False
+    if task["status"] == "pending":
+        return True
+    return task["status"] == "delivered" and now - task["delivered_at"] > REDELIVER_AFTER_SEC
+
+
+def fetch(state: State, node_id: str, wait: float) -> list[dict[str, Any]]:
+    """Due tasks for node_id, oldest first; waits up to `wait` seconds for one to appear."""
+    w = waiters(state)
+    seen = w.version(node_id)
+    due = _deliver(state, node_id)
+    if not due and wait > 0:
+        w.wait(node_id, seen, wait)
+        due = _deliver(state, node_id)
+    return due
+
+
+def _deliver(state: State, node_id: str) -> list[dict[str, Any]]:
+    now = state.now()
+    if not any(_due(t, node_id, now) for t in state.store.read("tasks").values()):
+        return []
+    with state.store.transaction("tasks") as tx:
+        due = sorted((t for t in tx["tasks"].values() if _due(t, node_id, now)),
+                     key=lambda t: t["created_at"])
+        for task in due:
+            task["status"] = "delivered"
+            task["delivered_at"] = round(now, 3)
+            task["attempts"] += 1
+    out = []
+    for task in due:
+        render = TASK_TYPES.get(task["type"], (False, _noop))[1]
+        out.append({"id": task["id"], "type": task["type"],
+                    "payload": render(state, node_id, dict(task["payload"]))})
+    return out
+
+
+def report(state: State, node_id: str, task_id: str, status: str, output: str) -> dict[str, Any]:
+    """Record a result; repeating a report for a finished task is a harmless no-op."""
+    with state.store.transaction("tasks") as tx:
+        task = tx["tasks"].get(task_id)
+        if task is None or task["node_id"] != node_id:
+            raise NotFound("no such task for this node")
+        if task["status"] not in ("succeeded", "failed"):
+            task["status"] = status
+            task["output"] = output
+            task["finished_at"] = round(state.now(), 3)
+        _prune(tx["tasks"], node_id)
+        result = dict(task)
+    return public_task(result)
+
+
+def _prune(tasks: dict[str, Any], node_id: str) -> None:
+    done = sorted((t for t in tasks.values() if t["node_id"] == node_id
+                   and t["status"] in ("succeeded", "failed")), key=lambda t: t["finished_at"])
+    for task in done[:-KEEP_FINISHED_PER_NODE]:
+        del tasks[task["id"]]
+
+
+def public_task(task: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "type", "status", "attempts", "created_at", "delivered_at", "finished_at",
+            "output")
+    return {k: task.get(k) for k in keys}
+
+
+def for_node(state: State, node_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    tasks = [t for t in state.store.read("tasks").values() if t["node_id"] == node_id]
+    return [public_task(t) for t in sorted(tasks, key=lambda t: t["created_at"])[-limit:]]
+
+
+def drop_node(tx_tasks: dict[str, Any], node_id: str) -> None:
+    for task_id in [k for k, t in tx_tasks.items() if t["node_id"] == node_id]:
+        del tx_tasks[task_id]

@@ -1,0 +1,178 @@
+"""Store: one JSON file per collection, a file lock, a journal for multi-file commits.
+
+Readers get cached snapshots that they must not mutate; a transaction works on deep
+copies and swaps them in only after the files are durably on disk, so neither another
+thread nor a crash ever sees a half-applied change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nimbus.errors import StoreError
+from nimbus.store.files import atomic_write, ensure_private_dir, fsync_dir
+
+SCHEMA_VERSION = 1
+JOURNAL = "_journal.json"
+# Migrations from version N to N+1; each rewrites the collections dict in place.
+MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Any]]], None]] = {}
+
+
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+class Store:
+    """Collections of JSON objects under root/, safe between threads and processes."""
+
+    def __init__(self, root: Path, migrations: dict[int, Callable[..., None]] | None = None,
+                 schema_version: int = SCHEMA_VERSION) -> None:
+        self.root = ensure_private_dir(Path(root))
+        self.schema_version = schema_version
+        self._migrations = MIGRATIONS if migrations is None else migrations
+        self._cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._mutex = threading.RLock()
+        self._lock_path = self.root / "store.lock"
+        with self._locked(fcntl.LOCK_EX):
+            self._recover()
+            self._migrate()
+
+    # -- locking -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, kind: int) -> Iterator[None]:
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, kind)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # -- reading -------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        if not name.isidentifier():
+            raise StoreError(f"invalid collection name {name!r}")
+        return self.root / f"{name}.json"
+
+    def _load(self, name: str) -> dict[str, Any]:
+        path = self._path(name)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._cache[name] = ((0, 0, 0), {})
+            return self._cache[name][1]
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(name)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"reading store file {path}: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
+            raise StoreError(f"reading store file {path}: not a Nimbus store document")
+        self._cache[name] = (stamp, doc["data"])
+        return doc["data"]
+
+    def read(self, name: str) -> dict[str, Any]:
+        """A snapshot of a collection (do not mutate it)."""
+        with self._mutex:
+            path = self._path(name)
+            cached = self._cache.get(name)
+            if cached is not None:
+                try:
+                    st = path.stat()
+                    if cached[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
+                        return cached[1]
+                except FileNotFoundError:
+                    if cached[0] == (0, 0, 0):
+                        return cached[1]
+            with self._locked(fcntl.LOCK_SH):
+                if (self.root / JOURNAL).exists():
+                    # A writer crashed mid-commit; recovery needs the exclusive lock.
+                    pass
+                else:
+                    return self._load(name)
+            with self._locked(fcntl.LOCK_EX):
+                self._recover()
+                return self._load(name)
+
+    # -- writing -------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self, *names: str) -> Iterator[dict[str, dict[str, Any]]]:
+        """Lock, hand out private copies of the named collections, commit them atomically."""
+        with self._mutex, self._locked(fcntl.LOCK_EX):
+            self._recover()
+            originals = {n: self._load(n) for n in names}
+            work = {n: copy.deepcopy(d) for n, d in originals.items()}
+            yield work
+            changed = {n: d for n, d in work.items() if d != originals[n]}
+            if changed:
+                self._commit(changed)
+
+    def _commit(self, changed: dict[str, dict[str, Any]]) -> None:
+        if len(changed) > 1:
+            body = {n: self._document(d) for n, d in changed.items()}
+            payload = _encode(body)
+            journal = {"sha256": hashlib.sha256(payload).hexdigest(), "files": body}
+            atomic_write(self.root / JOURNAL, _encode(journal))
+        for name, data in changed.items():
+            atomic_write(self._path(name), _encode(self._document(data)), sync_dir=False)
+        if len(changed) > 1:
+            os.unlink(self.root / JOURNAL)
+        fsync_dir(self.root)
+        for name in changed:
+            self._cache.pop(name, None)
+            self._load(name)
+
+    def _document(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"schema": self.schema_version, "data": data}
+
+    def _recover(self) -> None:
+        """Finish (or discard) a multi-file commit that a crash interrupted."""
+        journal = self.root / JOURNAL
+        if not journal.exists():
+            return
+        try:
+            doc = json.loads(journal.read_bytes())
+            ok = hashlib.sha256(_encode(doc["files"])).hexdigest() == doc["sha256"]
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            for name, body in doc["files"].items():
+                atomic_write(self._path(name), _encode(body), sync_dir=False)
+        os.unlink(journal)
+        fsync_dir(self.root)
+        self._cache.clear()
+
+    def _migrate(self) -> None:
+        meta_path = self.root / "meta.json"
+        if not meta_path.exists():
+            existing = [p for p in self.root.glob("*.json") if p.name != JOURNAL]
+            version = 1 if existing else self.schema_version
+        else:
+            try:
+                version = int(json.loads(meta_path.read_bytes())["schema"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"reading {meta_path}: {exc}") from None
+        if version > self.schema_version:
+            raise StoreError(f"the store at {self.root} has schema {version}, newer than this "
+                             f"Nimbus understands ({self.schema_version}); upgrade Nimbus")
+        if version < self.schema_version:
+            names = [p.stem for p in self.root.glob("*.json")
+                     if p.name not in (JOURNAL, "meta.json")]
+            data = {n: copy.deepcopy(self._load(n)) for n in names}
+            for v in range(version, self.schema_version):
+                self._migrations[v](data)
+            if data:
+                self._commit(data)
+        if version != self.schema_version or not meta_path.exists():
+            atomic_write(meta_path, _encode({"schema": self.schema_version}))
