@@ -10,7 +10,7 @@ from nimbus.server.api import routing
 from nimbus.server.authn import Authenticator
 from nimbus.server.state import State
 
-API_MODULES = ("meta", "iam", "nodes", "internal", "ops")
+API_MODULES = ("meta", "iam", "nodes", "internal", "ops")  # each has register(router)
 
 
 def create_app(state: State) -> bottle.Bottle:
@@ -21,13 +21,7 @@ def create_app(state: State) -> bottle.Bottle:
     state.extras["authn"] = authn
     router = routing.Router(app, state, authn)
     for name in API_MODULES:
-        try:
-            module = importlib.import_module(f"nimbus.server.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"nimbus.server.api.{name}":
-                raise
-            continue
-        module.register(router)
+        importlib.import_module(f"nimbus.server.api.{name}").register(router)
 
     def json_error(err: bottle.HTTPError) -> str:
         bottle.response.content_type = "application/json"

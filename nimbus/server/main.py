@@ -25,13 +25,7 @@ def _services(state: State) -> list[Callable[[], None]]:
     stops = []
     for spec in SERVICES:
         module_name, attr = spec.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        stop = getattr(module, attr)(state)
+        stop = getattr(importlib.import_module(module_name), attr)(state)
         if stop is not None:
             stops.append(stop)
     return stops
