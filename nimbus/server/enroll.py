@@ -35,7 +35,7 @@ def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
     pki.check_csr(body["csr"])  # reject a bad CSR before consuming the token
     with state.store.transaction("nodes", "tasks") as tx:
         node = tx["nodes"].get(node_id)
-        expected = node["join"]["secret_sha256"] if node and node.get("join") else "0" * 64
+        expected = ((node or {}).get("join") or {}).get("secret_sha256") or "0" * 64
         if not hmac.compare_digest(presented, expected) or node is None:
             raise _refuse(state, node_id, "unknown node or wrong secret", source)
         if node["join"]["used"] or node["state"] != "pending":
