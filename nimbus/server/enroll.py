@@ -43,8 +43,8 @@ def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
         if now > node["join"]["expires_at"]:
             raise _refuse(state, node_id, "token expired", source)
         cert_pem, serial, not_after = _issue(state, node_id, body["csr"])
-        node["join"] = {"used": True, "used_at": round(now, 3), "secret_sha256": None,
-                        "expires_at": node["join"]["expires_at"]}
+        # The hash stays so that a replay is logged as "already used"; the secret is spent.
+        node["join"] = {**node["join"], "used": True, "used_at": round(now, 3)}
         node.update(state="active", joined_at=round(now, 3), hostname=body.get("hostname"),
                     arch=body.get("arch"), agent_version=body.get("agent_version"),
                     reported_ip=body.get("ip_address"),
