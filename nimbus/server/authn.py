@@ -99,7 +99,7 @@ class Authenticator:
         if serial in self.state.store.read("revoked"):
             raise Unauthorized("certificate has been revoked")
         node = self.state.store.read("nodes").get(node_id)
-        if node is None or node.get("status") == "pending":
+        if node is None or node["state"] == "pending":
             raise Unauthorized("certificate does not belong to a joined node")
         if serial not in node.get("cert_serials", []):
             raise Unauthorized("certificate is not one issued to this node")

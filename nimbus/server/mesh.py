@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from nimbus.errors import ConfigError, NimbusError
 from nimbus.server.state import State
 from nimbus.server.tasks import task_type
 
@@ -89,7 +90,14 @@ def start_network(state: State) -> Any:
     cfg = state.config
     iface = WireGuardInterface(cfg.interface, Runner())
     prefix = cfg.wireguard_subnet.split("/")[1]
-    kind = iface.up(control_plane_key(state)[0], f"{cfg.overlay_ip}/{prefix}", cfg.wireguard_port)
+    try:
+        kind = iface.up(control_plane_key(state)[0], f"{cfg.overlay_ip}/{prefix}",
+                        cfg.wireguard_port)
+    except NimbusError as exc:
+        raise ConfigError(
+            f"bringing up WireGuard interface {cfg.interface}: {exc}; run as root with "
+            "wireguard-tools (plus wireguard-go where the kernel has no WireGuard), "
+            "or use --no-wireguard") from None
     log.info("WireGuard interface %s is up (%s), overlay %s", cfg.interface, kind, cfg.overlay_ip)
     lock = threading.Lock()
 
