@@ -43,7 +43,8 @@ class Server:
     """One control-plane process with its own data dir and config."""
 
     def __init__(self, tmp: Path, settings: dict[str, Any] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None,
+                 global_args: list[str] | None = None) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.data_dir = tmp / "data"
@@ -51,6 +52,7 @@ class Server:
         self.url = f"https://127.0.0.1:{self.port}"
         self.log_path = tmp / "serve.log"
         self.extra_args = extra_args or ["--no-wireguard"]
+        self.global_args = global_args or []  # e.g. ["--debug"], before the subcommand
         self.proc: subprocess.Popen[bytes] | None = None
         settings = {"listen": f"127.0.0.1:{self.port}", "data_dir": str(self.data_dir),
                     **(settings or {})}
@@ -62,7 +64,8 @@ class Server:
         env = base_env(self.tmp / "home")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [*nimbus_argv(), "serve", "--config", str(self.config_path), *self.extra_args],
+                [*nimbus_argv(), *self.global_args, "serve", "--config", str(self.config_path),
+                 *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
