@@ -59,11 +59,19 @@ def joined_nodes(nodes: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def peers_for(state: State, node_id: str | None) -> list[dict[str, Any]]:
-    """Every other joined node, plus the control plane (unless it is asking for itself)."""
+    """Every other joined node, plus the control plane (unless it is asking for itself).
+
+    The control plane's own list (node_id None) also has pending nodes: the join request
+    comes through the tunnel (3.4), so the control plane must know the key from the join
+    token before the node has joined. Only the token holder has that key, and the API over
+    the tunnel still requires the join secret or a client certificate.
+    """
     nodes = state.store.read("nodes")
+    if node_id is None:
+        members = sorted(nodes.values(), key=lambda n: n["wireguard_ip"])
+        return [node_peer(n) for n in members]
     peers = [node_peer(n) for n in joined_nodes(nodes) if n["id"] != node_id]
-    if node_id is not None:
-        peers.insert(0, control_plane_peer(state))
+    peers.insert(0, control_plane_peer(state))
     return peers
 
 

@@ -94,6 +94,7 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
         "api_url": cfg.overlay_api_url if cfg.wireguard else cfg.direct_api_url,
         "subnet": cfg.wireguard_subnet, "ca_pem": state.keys.ca_pem})
     state.audit.record("node.created", now, node_id=node_id, actor=actor, wireguard_ip=wg_ip)
+    mesh.mesh_changed(state)  # the control plane accepts the pending node's tunnel for the join
     return {"node": public_node(state, node), "join_token": token}
 
 
