@@ -35,7 +35,7 @@ def new_id(kind: str) -> str:
 
 def check_id(kind: str, value: object) -> str:
     """Return value if it is a well-formed ID of that kind, else raise BadRequest."""
-    if not isinstance(value, str) or not ID_RE[kind].match(value):
+    if not isinstance(value, str) or not ID_RE[kind].fullmatch(value):
         raise BadRequest(f"invalid {kind} id")
     return value
 
@@ -57,7 +57,7 @@ def string(max_len: int = 256, pattern: re.Pattern[str] | None = None,
             raise BadRequest(f"{name} must be {min_len} to {max_len} characters")
         if any(ord(c) < 32 or ord(c) == 127 for c in value) and pattern is None:
             raise BadRequest(f"{name} must not contain control characters")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise BadRequest(f"{name} has an invalid format")
         return value
     return check
