@@ -24,8 +24,10 @@ class KeyMaterial:
     def __init__(self, data_dir: Path, now: float) -> None:
         self.data_dir = ensure_private_dir(data_dir)
         self.now = now
+        # SECURITY: store files hold password hashes and sealed keys: private like the keys.
+        store_files = sorted((self.data_dir / "store").glob("*"))
         problems = unsafe_permissions([self.data_dir, self.data_dir / "store"]
-                                      + [self.data_dir / n for n in SECRET_FILES])
+                                      + [self.data_dir / n for n in SECRET_FILES] + store_files)
         if problems:
             raise ConfigError("refusing to start with readable secrets: " + "; ".join(problems))
         self.ca_cert_path = self.data_dir / "ca.crt"
