@@ -67,6 +67,9 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
         ready.set()
     stop.wait()
     log.info("stopping")
+    from nimbus.server import tasks
+
+    tasks.waiters(state).close()  # long-polls would hold worker threads for up to 25 s
     server.stop()
     for fn in reversed(stops):
         fn()

@@ -38,6 +38,13 @@ class Waiters:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Release every waiting long-poll at once (server shutdown) and never wait again."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def version(self, node_id: str) -> int:
         with self._cond:
@@ -51,7 +58,8 @@ class Waiters:
 
     def wait(self, node_id: str, seen: int, timeout: float) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: self._versions.get(node_id, 0) != seen, timeout)
+            self._cond.wait_for(
+                lambda: self._closed or self._versions.get(node_id, 0) != seen, timeout)
 
 
 def waiters(state: State) -> Waiters:
