@@ -1,0 +1,252 @@
+"""The agent's run loop: heartbeats, certificate renewal and task long-polling over mTLS."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nimbus import __version__
+from nimbus.agent.files import AgentFiles
+from nimbus.agent.handlers import TaskContext, run_task
+from nimbus.client import ApiClient
+from nimbus.config import AgentConfig
+from nimbus.errors import NimbusError, NotFound, Throttled, Unauthorized
+from nimbus.logs import mask
+
+log = logging.getLogger("nimbus.agent")
+BACKOFF_CAP_SEC = 30.0
+RENEW_AT = 2 / 3  # of the certificate's life
+RENEW_RETRY_SEC = 10
+
+
+class Backoff:
+    """Exponential backoff with jitter: 1, 2, 4 … capped, each scaled by 0.5-1.0."""
+
+    def __init__(self, base: float = 1.0, cap: float = BACKOFF_CAP_SEC,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.base, self.cap, self.rand = base, cap, rand
+        self.failures = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        delay = min(self.cap, self.base * 2 ** min(self.failures - 1, 16))
+        return delay * (0.5 + self.rand() / 2)
+
+    def reset(self) -> int:
+        failures, self.failures = self.failures, 0
+        return failures
+
+
+def renew_due_at(not_before: float, not_after: float, obtained_at: float) -> float:
+    """When 2/3 of the certificate's life are over, counted from when we got it.
+
+    The server back-dates not_before for clock skew; for short lifetimes that would make
+    a fresh certificate look two-thirds used, so the later of the two is the start.
+    """
+    start = min(max(not_before, obtained_at), not_after)
+    return start + (not_after - start) * RENEW_AT
+
+
+class Agent:
+    """Two threads (heartbeat+renewal, tasks), each with its own kept-alive mTLS client."""
+
+    def __init__(self, config: AgentConfig, files: AgentFiles, wireguard: Any,
+                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+        from nimbus.agent.metrics import CpuSampler
+
+        self.config = config
+        self.files = files
+        self.wireguard = wireguard
+        self.stop = stop
+        self.clock = clock
+        self.cpu = CpuSampler()
+        self._cred_lock = threading.Lock()
+        self._handling = threading.Event()
+        self._generation = 0
+        self._renew_at = 0.0
+        self._state = files.load_state()
+        self._load_cert_schedule()
+
+    # -- credentials --------------------------------------------------------------------
+
+    def _load_cert_schedule(self) -> None:
+        from nimbus.security.pki import cert_info
+
+        info = cert_info(self.files.read(self.files.cert))
+        obtained = os.stat(self.files.cert).st_mtime
+        self._renew_at = renew_due_at(info.not_before, info.not_after, obtained)
+        self._serial = info.serial
+
+    def _client(self, timeout: float) -> tuple[ApiClient, int]:
+        with self._cred_lock:
+            ca = self.files.read(self.files.ca)
+            client = ApiClient(self.config.api_url, ca_pem=ca, cert_file=str(self.files.cert),
+                               key_file=str(self.files.key), timeout=timeout)
+            return client, self._generation
+
+    def _current(self, client: ApiClient, gen: int, timeout: float) -> tuple[ApiClient, int]:
+        """The same client, or a new one when the certificate was renewed meanwhile."""
+        if gen == self._generation:
+            return client, gen
+        client.close()
+        return self._client(timeout)
+
+    def _renew(self, client: ApiClient) -> None:
+        """New key + CSR, POST /v1/internal/renew, then swap the files atomically."""
+        from nimbus.agent.files import key_matches
+        from nimbus.security.pki import cert_info, make_csr
+
+        csr_pem, key_pem = make_csr(self.config.node_id)
+        resp = client.request("POST", "/v1/internal/renew", {"csr": csr_pem})
+        cert_pem = resp["cert_pem"]
+        if cert_info(cert_pem).common_name != self.config.node_id or not key_matches(
+                key_pem, cert_pem):
+            raise NimbusError("renewal returned a certificate for another key or node")
+        with self._cred_lock:
+            self.files.replace_client_cert(cert_pem, key_pem)
+            self._generation += 1
+        old = self._serial
+        self._load_cert_schedule()
+        log.info("certificate renewed: serial %s replaces %s, next renewal in %.0fs",
+                 mask(self._serial, 8), mask(old, 8), self._renew_at - self.clock())
+
+    def _try_renew(self, client: ApiClient, gen: int, timeout: float) -> tuple[ApiClient, int]:
+        """Renew, or retry later; a failed renewal never blocks heartbeats."""
+        try:
+            self._renew(client)
+        except NimbusError as exc:
+            self._renew_at = self.clock() + RENEW_RETRY_SEC
+            log.warning("certificate renewal failed: %s; retrying in %ds", exc, RENEW_RETRY_SEC)
+        return self._current(client, gen, timeout)
+
+    # -- heartbeat ----------------------------------------------------------------------
+
+    def heartbeat_loop(self) -> None:
+        from nimbus.agent.enroll import ip_target
+        from nimbus.agent.metrics import collect
+
+        interval = float(self.config.heartbeat_interval_sec)
+        client, gen = self._client(timeout=max(15.0, interval))
+        backoff = Backoff()
+        target = ip_target(self.config, self._state)
+        while not self.stop.is_set():
+            client, gen = self._current(client, gen, max(15.0, interval))
+            if self.clock() >= self._renew_at:
+                client, gen = self._try_renew(client, gen, max(15.0, interval))
+            try:
+                body = collect(self.cpu, target, __version__)
+                resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
+                interval = float(resp.get("next_heartbeat_sec") or interval)
+                failures = backoff.reset()
+                if failures:
+                    log.info("control plane reachable again after %d failed attempts",
+                             failures)
+                delay = interval
+            except Unauthorized as exc:
+                delay = backoff.next()
+                log.error("the control plane refused this node's certificate (%s); the node "
+                          "was probably deleted and must join again with a new token; "
+                          "retrying in %.0fs", exc, delay)
+            except Throttled as exc:
+                delay = float(exc.retry_after)
+                log.warning("heartbeat throttled; retrying in %.0fs", delay)
+            except NimbusError as exc:
+                delay = backoff.next()
+                log.warning("heartbeat failed: %s; retrying in %.1fs", exc, delay)
+            self.stop.wait(delay)
+        client.close()
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def _remember_peers(self, peers: list[dict[str, Any]]) -> None:
+        self._state["peers"] = peers
+        self.files.save_state(self._state)
+
+    def task_loop(self) -> None:
+        wait = max(0, int(self.config.long_poll_sec))
+        timeout = wait + 15.0  # the server holds the request up to `wait` seconds
+        client, gen = self._client(timeout)
+        backoff = Backoff()
+        ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers)
+        unreported: list[tuple[str, str, str]] = []
+        refused = False
+        path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
+        while not self.stop.is_set():
+            client, gen = self._current(client, gen, timeout)
+            started = time.monotonic()
+            try:
+                self._report(client, unreported)
+                tasks = client.request("GET", path, timeout=timeout) or []
+                for task in tasks:
+                    if self.stop.is_set():
+                        break  # undelivered results: the server redelivers after a while
+                    self._handling.set()
+                    try:
+                        status, output = run_task(ctx, task)
+                    finally:
+                        self._handling.clear()
+                    unreported.append((task["id"], status, output))
+                self._report(client, unreported)
+                backoff.reset()
+                refused = False
+                if not tasks and time.monotonic() - started < 1.0:
+                    self.stop.wait(1.0)  # the server did not long-poll: do not spin
+            except Unauthorized as exc:
+                level = logging.DEBUG if refused else logging.ERROR
+                refused = True
+                log.log(level, "task polling refused: %s", exc)
+                self.stop.wait(backoff.next())
+            except Throttled as exc:
+                self.stop.wait(float(exc.retry_after))
+            except NimbusError as exc:
+                delay = backoff.next()
+                log.warning("task polling failed: %s; retrying in %.1fs", exc, delay)
+                self.stop.wait(delay)
+        client.close()
+
+    def _report(self, client: ApiClient, unreported: list[tuple[str, str, str]]) -> None:
+        while unreported:
+            task_id, status, output = unreported[0]
+            try:
+                client.request("POST", f"/v1/internal/tasks/{task_id}/result",
+                               {"status": status, "output": output})
+            except NotFound:
+                log.info("task %s is gone; its result is dropped", task_id)
+            unreported.pop(0)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until `stop` is set (SIGTERM/SIGINT); threads are daemons, so exit is prompt."""
+        log.info("agent %s running for %s against %s (heartbeat every %ss, WireGuard %s)",
+                 __version__, self.config.node_id, self.config.api_url,
+                 self.config.heartbeat_interval_sec, "on" if self.wireguard else "off")
+        threads = [threading.Thread(target=self._guard(fn), name=name, daemon=True)
+                   for name, fn in (("heartbeat", self.heartbeat_loop),
+                                    ("tasks", self.task_loop))]
+        for t in threads:
+            t.start()
+        while not self.stop.wait(1.0):
+            pass
+        log.info("stopping agent")
+        threads[0].join(timeout=3)
+        # A task handler that is running gets to finish; a pending long-poll is just dropped.
+        deadline = time.monotonic() + 10
+        while self._handling.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """A loop that dies unexpectedly is restarted after a pause instead of going silent."""
+        def run() -> None:
+            while not self.stop.is_set():
+                try:
+                    fn()
+                except Exception:
+                    log.exception("agent loop %s crashed; restarting it in 5s", fn.__name__)
+                    self.stop.wait(5)
+        return run

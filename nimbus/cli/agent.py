@@ -1,0 +1,118 @@
+"""`nimbus agent` (join once, then run the node agent) and `nimbus agent install`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nimbus import config as cfg
+from nimbus.errors import ConfigError
+
+
+@click.group(invoke_without_command=True)
+@click.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
+@click.option("--token", default=None,
+              help="The join token (visible in the process list; prefer --token-file).")
+@click.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
+@click.option("--api-url", default=None,
+              help="Call the API here instead of the token's URL (--join only).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Agent settings (default /etc/nimbus/agent.toml when it exists).")
+@click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+              help="Credentials and state (default /var/lib/nimbus as root, else ~/.nimbus).")
+@click.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
+@click.pass_context
+def agent(ctx: click.Context, join: bool, token: str | None, token_file: str | None,
+          api_url: str | None, config_file: str | None, data_dir: str | None,
+          no_wireguard: bool) -> None:
+    """Run the node agent: heartbeats, tasks and certificate renewal over mTLS."""
+    ctx.ensure_object(dict)
+    ctx.obj["agent_args"] = (config_file, data_dir, no_wireguard, join or token or token_file)
+    if ctx.invoked_subcommand is not None:
+        return
+    if not join and (token or token_file or api_url):
+        raise ConfigError("--token, --token-file and --api-url only make sense with --join")
+    from nimbus import logs
+
+    settings, explicit = load_settings(config_file, data_dir, no_wireguard)
+    debug = (ctx.find_root().obj or {}).get("debug")
+    logs.setup("debug" if debug else settings.log_level)
+    run_agent(settings, explicit, join, token, token_file, api_url)
+
+
+def load_settings(config_file: str | None, data_dir: str | None,
+                  no_wireguard: bool) -> tuple[cfg.AgentConfig, dict[str, Any]]:
+    """The operator's settings, and the keys set explicitly (they win over saved ones)."""
+    import tomllib
+
+    overrides = {"data_dir": data_dir, "wireguard": False if no_wireguard else None}
+    path = Path(config_file) if config_file else None
+    settings = cfg.load(cfg.AgentConfig, path, cfg.AGENT_CONFIG_PATH, overrides)
+    source = path or (cfg.AGENT_CONFIG_PATH if cfg.AGENT_CONFIG_PATH.exists() else None)
+    explicit = tomllib.loads(source.read_text()) if source else {}
+    explicit.update({k: v for k, v in overrides.items() if v is not None})
+    return settings, explicit
+
+
+def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
+              token: str | None, token_file: str | None, api_url: str | None) -> None:
+    from nimbus.agent import enroll
+    from nimbus.agent.daemon import Agent
+    from nimbus.agent.files import AgentFiles
+
+    files = AgentFiles(settings.data_path)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # during join: unwinds and removes a half-made interface
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if join:
+        text = enroll.read_token(token, token_file, sys.stdin)
+        if token:
+            click.echo("warning: --token is visible to other users in the process list; "
+                       "use --token-file next time", err=True)
+        config, wireguard = enroll.join(text, settings, api_url, files)
+    else:
+        config, wireguard = enroll.resume(files, explicit)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    Agent(config, files, wireguard, stop).run()
+
+
+@agent.command("install")
+@click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
+@click.option("--config", "config_opt", type=click.Path(dir_okay=False), default=None,
+              help="Agent settings file for the unit to use.")
+@click.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
+@click.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
+@click.pass_context
+def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
+            data_dir_opt: str | None, no_wg_opt: bool) -> None:
+    """Write and enable a hardened systemd unit (nimbus-agent.service) for this node."""
+    from nimbus.cli.systemd import install_unit
+
+    config_file, data_dir, no_wireguard, joining = ctx.obj["agent_args"]
+    config_file, data_dir = config_opt or config_file, data_dir_opt or data_dir
+    no_wireguard = no_wireguard or no_wg_opt
+    if joining:
+        # SECURITY: a join token must never end up in a unit file.
+        raise ConfigError("join first (nimbus agent --join …), then run `nimbus agent install`")
+    args = ["agent"]
+    if config_file:
+        args += ["--config", str(Path(config_file).resolve())]
+    if data_dir:
+        args += ["--data-dir", str(Path(data_dir).resolve())]
+    if no_wireguard:
+        args.append("--no-wireguard")
+    install_unit("nimbus-agent.service", "Nimbus node agent", args,
+                 str(Path(data_dir).resolve()) if data_dir else "/var/lib/nimbus", dry_run)
