@@ -52,7 +52,8 @@ class Authenticator:
 
     def operator(self, environ: dict[str, Any], body: bytes) -> Principal:
         authz = environ.get("HTTP_AUTHORIZATION", "")
-        if authz and any(f"HTTP_X_{h}" in environ for h in ("ACCESS_KEY", "SIGNATURE")):
+        if authz and any(f"HTTP_X_{h}" in environ for h in ("ACCESS_KEY", "TIMESTAMP", "NONCE",
+                                                            "SIGNATURE")):
             # SECURITY: one credential per request; never pick one and ignore the other.
             raise Unauthorized("send either a bearer token or a signature, not both")
         if authz:
