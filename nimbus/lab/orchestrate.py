@@ -83,22 +83,26 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def check_requirements() -> None:
+def check_requirements(*, euid: int | None = None,
+                       which: Callable[[str], str | None] | None = None,
+                       kernel_module: Path = Path("/sys/module/wireguard"),
+                       tun: Path = Path("/dev/net/tun")) -> None:
     """LabError unless we are root and have ip, wg, ping and a WireGuard implementation."""
-    from nimbus.sysrun import which
+    from nimbus import sysrun
 
-    if os.geteuid() != 0:
+    which = which or sysrun.which
+    if (os.geteuid() if euid is None else euid) != 0:
         raise LabError("nimbus lab needs root (network namespaces and WireGuard); "
                        "run it with sudo")
     for tool, pkg in (("ip", "iproute2"), ("wg", "wireguard-tools"), ("ping", "iputils-ping")):
         if which(tool) is None:
             raise LabError(f"nimbus lab needs `{tool}`: install {pkg}")
-    if Path("/sys/module/wireguard").exists():
+    if kernel_module.exists():
         return
     if which("wireguard-go") is None:
         raise LabError("no kernel WireGuard module and no wireguard-go: install wireguard-go "
                        "(userspace WireGuard) or load the module with `modprobe wireguard`")
-    if not Path("/dev/net/tun").exists():
+    if not tun.exists():
         raise LabError("wireguard-go needs /dev/net/tun (modprobe tun, or pass the device "
                        "into the container)")
 
