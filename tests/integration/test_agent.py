@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -29,12 +31,24 @@ def _seen_after(cli, node_id, since):
     return node["status"] == "ready" and (node["last_seen"] or 0) > since
 
 
+def _connections(pid):
+    out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True,
+                         text=True, check=False).stdout
+    return sorted(line.split()[2] for line in out.splitlines() if f"pid={pid}," in line)
+
+
 def test_agent_reconnects_after_server_crash_and_resumes_after_restart(
         server_factory, cli, agents):
     server = control_plane(server_factory, cli)
     node_id, token = add_node(cli)
     agent = agents.join(token)
     wait_for(lambda: node_status(cli, node_id) == "ready", "node ready")
+    if shutil.which("ss"):
+        # One kept-alive connection per thread: the same sockets across several heartbeats.
+        first = wait_for(lambda: _connections(agent.proc.pid), "agent connections")
+        since = time.time()
+        wait_for(lambda: _seen_after(cli, node_id, since + 2), "three more heartbeats")
+        assert _connections(agent.proc.pid) == first and len(first) == 2
 
     server.kill()  # kill -9: no goodbye to the agent
     wait_for(lambda: "heartbeat failed" in agent.log(), "agent noticing the outage")
