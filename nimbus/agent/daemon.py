@@ -81,6 +81,7 @@ class Agent:
         obtained = os.stat(self.files.cert).st_mtime
         self._renew_at = renew_due_at(info.not_before, info.not_after, obtained)
         self._serial = info.serial
+        self._not_after = info.not_after
 
     def _client(self, timeout: float) -> tuple[ApiClient, int]:
         with self._cred_lock:
@@ -158,6 +159,9 @@ class Agent:
             except NimbusError as exc:
                 delay = backoff.next()
                 log.warning("heartbeat failed: %s; retrying in %.1fs", exc, delay)
+                if self.clock() > self._not_after:
+                    log.error("this node's certificate expired (the agent was stopped for "
+                              "longer than its lifetime); join the node again with a new token")
             self.stop.wait(delay)
         client.close()
 
