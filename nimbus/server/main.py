@@ -48,6 +48,12 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     from nimbus.server.ca import required_sans
     from nimbus.server.httpd import ApiServer, server_tls_context
 
+    # Handlers first: a signal that arrives once the API answers (or while it starts) must
+    # stop it cleanly; before, SIGINT could leave the process hanging on non-daemon threads.
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     state, app = build(config)
     cert, key = state.keys.server_cert(config)
     context = server_tls_context(cert, key, state.keys.ca_cert_path)
@@ -59,10 +65,6 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
                   json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))
     log.info("nimbus API listening on https://%s:%d (SANs: %s)", host, server.bound_port,
              ", ".join(required_sans(config)))
-    stop = stop_event or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     if ready is not None:
         ready.set()
     stop.wait()
