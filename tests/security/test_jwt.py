@@ -106,3 +106,11 @@ def test_bearer_cannot_mint_more_tokens(server, login):
     status, _, _ = raw(server, "POST", "/v1/iam/token", b"{}",
                        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     assert status == 403
+
+
+def test_bearer_plus_hmac_headers_is_refused_not_half_checked(server, login):
+    _, token = login()
+    for header in ("X-Access-Key", "X-Timestamp", "X-Nonce", "X-Signature"):
+        status, _, body = raw(server, "GET", "/v1/nodes",
+                              headers={"Authorization": f"Bearer {token}", header: "junk"})
+        assert status == 401 and b"not both" in body, header
