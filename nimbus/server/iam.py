@@ -138,7 +138,11 @@ def login(state: State, username: str, password: str, source: str) -> dict[str, 
     ok = passwords.verify_password(password, user.get("password_hash") if user else None)
     if not ok or user is None:
         state.throttle.failed(username, source, now)
-        state.audit.record("login.failed", now, username=username[:64], source=source)
+        # SECURITY: an unknown "username" may be a password typed into the wrong field,
+        # so only known users are named; others are logged as a short hash.
+        who = ({"user_id": user["id"]} if user else
+               {"unknown_user_sha256": hashlib.sha256(username.encode()).hexdigest()[:12]})
+        state.audit.record("login.failed", now, source=source, **who)
         raise Unauthorized("invalid username or password")
     state.throttle.succeeded(username)
     state.audit.record("login.ok", now, user_id=user["id"], source=source)
