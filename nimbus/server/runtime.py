@@ -41,9 +41,7 @@ class Runtime:
             snapshot = {k: dict(v) for k, v in self._data.items()}
             self._dirty = False
         try:
-            with self.store.transaction("runtime") as tx:
-                tx["runtime"].clear()
-                tx["runtime"].update(snapshot)
+            self.store.replace("runtime", snapshot)
         except Exception:
             self._dirty = True
             raise
