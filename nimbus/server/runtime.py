@@ -18,6 +18,8 @@ class Runtime:
         self._data: dict[str, dict[str, Any]] = {
             k: dict(v) for k, v in store.read("runtime").items()}
         self._dirty = False
+        # Bumped on every change, so derived views (the node listing) know when to rebuild.
+        self.version = 0
 
     def get(self, node_id: str) -> dict[str, Any]:
         with self._lock:
@@ -27,11 +29,13 @@ class Runtime:
         with self._lock:
             self._data.setdefault(node_id, {}).update(values)
             self._dirty = True
+            self.version += 1
 
     def forget(self, node_id: str) -> None:
         with self._lock:
             self._data.pop(node_id, None)
             self._dirty = True
+            self.version += 1
 
     def flush(self) -> bool:
         """Write the whole runtime collection once if anything changed since the last flush."""

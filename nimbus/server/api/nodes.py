@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import bottle
+
 from nimbus import wire
 from nimbus.server import nodes
-from nimbus.server.api.routing import Ctx, Router
+from nimbus.server.api.routing import Ctx, Router, respond_encoded
 
 CREATE_SCHEMA = {
     "ip_address": wire.Field(wire.ip_address, required=True),
@@ -21,8 +23,8 @@ def register(r: Router) -> None:
         return nodes.create(ctx.state, ctx.body["ip_address"], ctx.body.get("name"), _actor(ctx))
 
     @r.add("GET", "/v1/nodes", auth="user")
-    def list_nodes(ctx: Ctx) -> list[dict[str, Any]]:
-        return nodes.list_nodes(ctx.state)
+    def list_nodes(ctx: Ctx) -> bottle.HTTPResponse:
+        return respond_encoded(200, nodes.listing_json(ctx.state))
 
     @r.add("GET", "/v1/nodes/<node_id>", auth="user")
     def describe(ctx: Ctx, node_id: str) -> dict[str, Any]:

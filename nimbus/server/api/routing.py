@@ -56,6 +56,12 @@ def respond(status: int, data: Any, headers: dict[str, str] | None = None) -> bo
     return bottle.HTTPResponse(body=body, status=status, headers=hdrs)
 
 
+def respond_encoded(status: int, data_json: bytes) -> bottle.HTTPResponse:
+    """Like respond(), for `data` that is already JSON (a cached listing)."""
+    return bottle.HTTPResponse(body=b'{"data":' + data_json + b"}", status=status,
+                               headers=dict(JSON))
+
+
 class Router:
     """Registers thin handlers on a bottle app with one shared wrapper."""
 
