@@ -26,9 +26,12 @@ def parse_timestamp(text: str) -> float | None:
     if not TIMESTAMP_RE.match(text):
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        # datetime() validates the fields; strptime did the same at 10x the cost per request.
+        when = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
+                        int(text[14:16]), int(text[17:19]), tzinfo=UTC)
     except ValueError:
         return None
+    return when.timestamp()
 
 
 def string_to_sign(method: str, path_and_query: str, timestamp: str, nonce: str,

@@ -149,9 +149,10 @@ def login(state: State, username: str, password: str, source: str) -> dict[str, 
     return issue_token(state, user, via="login")
 
 
-def check_token(state: State, token: str) -> dict[str, Any]:
+def check_token(state: State, token: str,
+                verified: tokens.VerifiedTokens | None = None) -> dict[str, Any]:
     """The user a bearer token stands for, if the token and the user are still valid."""
-    claims = tokens.decode(state.keys.jwt_secret, token, state.now())
+    claims = tokens.decode(state.keys.jwt_secret, token, state.now(), verified)
     user = state.store.read("users").get(claims["sub"])
     if user is None or int(user.get("credential_version", 0)) != claims["ver"]:
         raise Unauthorized("token is no longer valid")
