@@ -119,3 +119,22 @@ def test_build_is_reproducible_and_keeps_the_build_venv(pyz, tmp_path):
     assert "pip install" not in result.stdout  # nothing downloaded the second time
     if not _stale():
         assert out.read_bytes() == pyz.read_bytes()
+
+
+def _newer_pythons() -> list[str]:
+    found = {str(p) for p in Path("/usr/bin").glob("python3.1[2-9]")}
+    found |= {str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.1[2-9]*/bin/python3")}
+    return sorted(found)
+
+
+@pytest.mark.parametrize("python", _newer_pythons() or [None])
+def test_pyz_runs_crypto_commands_on_newer_pythons(pyz, tmp_path, python):
+    """cffi's compiled module is per Python version; build.py bundles one for each."""
+    if python is None:
+        pytest.skip("no Python 3.12+ on this machine")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")}
+    r = subprocess.run([python, str(pyz), "bootstrap", "--data-dir", str(tmp_path / "data")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert "BEGIN CERTIFICATE" in json.loads(r.stdout)["tls_ca"]
