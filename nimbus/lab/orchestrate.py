@@ -245,6 +245,45 @@ class Lab:
                                        if r.get("name") != name or netns._same_process(r)]
         self.net._save()
 
+    def _strays(self) -> list[int]:
+        """Daemons of this lab that were never recorded (`lab up` killed right after a start).
+
+        Each one names a file of this lab's dir in its argv and runs in one of this lab's
+        namespaces (or is still `ip netns exec nlab-<id>-…`); nothing else qualifies.
+        """
+        mark, ns_mark = f"{self.dir}/".encode(), f"{netns.NS_PREFIX}{self.id}-".encode()
+        lab_ns = set()
+        for ns in netns.list_namespaces(self.runner):
+            if ns.startswith(ns_mark.decode()):
+                with contextlib.suppress(OSError):
+                    lab_ns.add(os.stat(f"/run/netns/{ns}").st_ino)
+        pids = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if not any(mark in a for a in argv) or int(proc.name) == os.getpid():
+                    continue
+                if os.stat(proc / "ns" / "net").st_ino in lab_ns or any(
+                        a.startswith(ns_mark) for a in argv):
+                    pids.append(int(proc.name))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    def _stop_strays(self) -> None:
+        pids = self._strays()
+        for pid in pids:
+            log.debug("[#] kill -TERM %d (unrecorded lab process)", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = [p for p in pids if Path(f"/proc/{p}").exists() and p in self._strays()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def running(self, name: str) -> bool:
         return any(r.get("name") == name and netns._same_process(r)
                    for r in self.net.state["processes"])
@@ -417,6 +456,7 @@ class Lab:
 
     def down(self) -> None:
         """Stop every process and remove namespaces, interfaces, sockets and files."""
+        self._stop_strays()
         netns.destroy(self.id, self.runner, state_root=self.net.state_root)
         if self.dir.exists():
             shutil.rmtree(self.dir)
