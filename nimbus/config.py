@@ -70,6 +70,7 @@ class ServerConfig:
         _range("node_cert_lifetime_sec", self.node_cert_lifetime_sec, 30, 398 * 86400)
         _range("long_poll_sec", self.long_poll_sec, 0, 120)
         _range("threads", self.threads, 1, 4096)
+        _range("max_threads", self.max_threads, -1, 16384)
         _interface_name(self.interface)
         if self.public_address:
             _ip("public_address", self.public_address)
