@@ -15,24 +15,22 @@ file, so `lab down` (netns.destroy) stops them even after a crash of the command
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nimbus.errors import Conflict, NimbusError, NotFound
-from nimbus.lab import netns
+from nimbus.lab import netns, procs
 from nimbus.lab.netns import STATE_ROOT, LabNet
 from nimbus.lab.pings import Matrix, ping_matrix
+from nimbus.lab.procs import child_env, self_command
 from nimbus.sysrun import Runner
 
 log = logging.getLogger("nimbus.lab")
@@ -63,24 +61,6 @@ sys.exit(1)
 
 class LabError(NimbusError):
     """The lab could not be built or driven; the message says what to look at."""
-
-
-def self_command() -> tuple[list[str], dict[str, str]]:
-    """argv prefix and extra env that run this very nimbus: the zipapp, or `-m nimbus`."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 and os.path.isfile(argv0) and zipfile.is_zipfile(argv0):
-        return [sys.executable, os.path.abspath(argv0)], {}
-    import nimbus
-
-    root = str(Path(nimbus.__file__).resolve().parent.parent)
-    return [sys.executable, "-m", "nimbus"], {"PYTHONPATH": root}
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """The caller's environment without NIMBUS_* (a NIMBUS_TOKEN must not replace the admin)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
-    env.update(extra)
-    return env
 
 
 def check_requirements(*, euid: int | None = None,
@@ -212,81 +192,11 @@ class Lab:
                ) -> subprocess.Popen[bytes]:
         """Start `nimbus ARGS` in a member's namespace, detached, logging to its log file."""
         prefix, extra = self.command()
-        argv = self.runner.wrap([*prefix, *args], netns=self.net.netns(member))
-        log.debug("[#] %s &", " ".join(argv))
-        with open(self.log_path(member), "ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data else
-                                    subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=child_env(extra), start_new_session=True)
-        if stdin_data is not None and proc.stdin is not None:
-            # SECURITY: the join token goes through stdin, never argv.
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(stdin_data.encode())
-            proc.stdin.close()
-        with contextlib.suppress(ValueError):  # already gone: the caller sees it exit
-            self.net.record_process(name, proc.pid)
-        return proc
-
-    def _stop(self, name: str, timeout: float = 15) -> None:
-        """SIGTERM (then SIGKILL) the live recorded processes called `name`."""
-        live = [r for r in self.net.state["processes"]
-                if r.get("name") == name and netns._same_process(r)]
-        for rec in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(rec["pid"]), signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while live and time.monotonic() < deadline:
-            time.sleep(0.1)
-            live = [r for r in live if netns._same_process(r)]
-        for rec in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(rec["pid"]), signal.SIGKILL)
-        self.net.state["processes"] = [r for r in self.net.state["processes"]
-                                       if r.get("name") != name or netns._same_process(r)]
-        self.net._save()
-
-    def _strays(self) -> list[int]:
-        """Daemons of this lab that were never recorded (`lab up` killed right after a start).
-
-        Each one names a file of this lab's dir in its argv and runs in one of this lab's
-        namespaces (or is still `ip netns exec nlab-<id>-…`); nothing else qualifies.
-        """
-        mark, ns_mark = f"{self.dir}/".encode(), f"{netns.NS_PREFIX}{self.id}-".encode()
-        lab_ns = set()
-        for ns in netns.list_namespaces(self.runner):
-            if ns.startswith(ns_mark.decode()):
-                with contextlib.suppress(OSError):
-                    lab_ns.add(os.stat(f"/run/netns/{ns}").st_ino)
-        pids = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-                if not any(mark in a for a in argv) or int(proc.name) == os.getpid():
-                    continue
-                if os.stat(proc / "ns" / "net").st_ino in lab_ns or any(
-                        a.startswith(ns_mark) for a in argv):
-                    pids.append(int(proc.name))
-            except (OSError, ValueError):
-                continue
-        return pids
-
-    def _stop_strays(self) -> None:
-        pids = self._strays()
-        for pid in pids:
-            log.debug("[#] kill -TERM %d (unrecorded lab process)", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.1)
-            pids = [p for p in pids if Path(f"/proc/{p}").exists() and p in self._strays()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        return procs.spawn(self.net, member, name, [*prefix, *args], child_env(extra),
+                           self.log_path(member), stdin_data)
 
     def running(self, name: str) -> bool:
-        return any(r.get("name") == name and netns._same_process(r)
-                   for r in self.net.state["processes"])
+        return procs.running(self.net, name)
 
     def start_server(self, timeout: float = 60) -> None:
         cfg = self.member_dir("cp") / "api.toml"
@@ -312,12 +222,12 @@ class Lab:
     def restart(self, member: str) -> None:
         """Stop and start the control plane ('cp') or a node's agent, keeping their data."""
         if member == "cp":
-            self._stop("cp:serve")
+            procs.stop(self.net, "cp:serve")
             self.start_server()
         else:
             if member not in self.info.get("nodes", {}):
                 raise NotFound(f"lab {self.id} has no node {member}")
-            self._stop(f"{member}:agent")
+            procs.stop(self.net, f"{member}:agent")
             self.start_agent(member)
 
     # -- the admin CLI inside the cp namespace ------------------------------------------
@@ -456,7 +366,7 @@ class Lab:
 
     def down(self) -> None:
         """Stop every process and remove namespaces, interfaces, sockets and files."""
-        self._stop_strays()
+        procs.stop_strays(self.net, self.dir)
         netns.destroy(self.id, self.runner, state_root=self.net.state_root)
         if self.dir.exists():
             shutil.rmtree(self.dir)
