@@ -297,6 +297,8 @@ class Lab:
             self.start_agent(member, token)
         self.wait_ready(timeout or 60 + 5 * nodes)
         times["join_to_ready"] = time.monotonic() - t1
+        self.wait_mesh(30)
+        times["join_to_full_mesh_config"] = time.monotonic() - t1
         return times
 
     def add_node(self, member: str) -> str:
@@ -331,6 +333,24 @@ class Lab:
                 states = {n["name"]: n.get("status") for n in listed}
                 raise LabError(f"nodes not ready after {timeout:.0f}s: {states}")
             time.sleep(0.5)
+
+    def peer_keys(self, members: list[str]) -> dict[str, set[str]]:
+        """Public keys of each member's WireGuard peers (`wg show IF peers`, in parallel)."""
+        started = {m: subprocess.Popen(
+            self.runner.wrap(["wg", "show", netns.wg_ifname(self.id, m), "peers"],
+                             netns=self.net.netns(m)),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for m in members}
+        return {m: set(p.communicate(timeout=15)[0].split()) for m, p in started.items()}
+
+    def wait_mesh(self, timeout: float) -> bool:
+        """Wait until every member has every other member as a peer (peer updates applied)."""
+        members = list(self.overlay_ips())
+        deadline = time.monotonic() + timeout
+        while any(len(keys) < len(members) - 1 for keys in self.peer_keys(members).values()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def overlay_ips(self, members: list[str] | None = None) -> dict[str, str]:
         ips = {"cp": self.info.get("cp_wireguard_ip", "10.106.103.1")}
