@@ -58,6 +58,7 @@ class Store:
         self._migrations = MIGRATIONS if migrations is None else migrations
         self._cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._mutex = threading.RLock()
+        self._path_strs: dict[str, str] = {}  # validated collection file names, for read()
         self._held = threading.local()  # flock depth of this thread (flock is per fd)
         self._lock_path = self.root / "store.lock"
         with self._locked(fcntl.LOCK_EX):
@@ -87,6 +88,10 @@ class Store:
             os.close(fd)  # closing releases the flock
 
     # -- reading -------------------------------------------------------------
+    def _path_str(self, name: str) -> str:
+        self._path_strs[name] = text = str(self._path(name))
+        return text
+
     def _path(self, name: str) -> Path:
         if not name.isidentifier():
             raise StoreError(f"invalid collection name {name!r}")
@@ -121,7 +126,7 @@ class Store:
         cached = self._cache.get(name)
         if cached is not None:
             try:
-                st = os.stat(self._path(name))
+                st = os.stat(self._path_strs.get(name) or self._path_str(name))
                 if cached[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
                     return cached[1]
             except FileNotFoundError:
