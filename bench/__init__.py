@@ -1,0 +1,1 @@
+"""Nimbus benchmark suite with budgets: `python -m bench [--quick] [--only NAME…]`."""

@@ -1,0 +1,115 @@
+"""`python -m bench [--quick] [--only NAME …]`: run the benchmarks, print and save a table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.common import Result, load_average
+
+HERE = Path(__file__).resolve().parent
+# name -> module with run(quick, log) -> list[Result]; in the order they run.
+BENCHMARKS = {
+    "store": "bench.store_load",
+    "operator": "bench.operator_api",
+    "cli": "bench.cli_latency",
+    "heartbeat": "bench.heartbeat",
+    "agent": "bench.agent",
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+
+
+def verdict(result: Result, quick: bool) -> str:
+    if result.passed is None:
+        return "info" if not quick or result.budget is None else "-"
+    return "PASS" if result.passed else "FAIL"
+
+
+def table(results: list[Result], quick: bool) -> list[list[str]]:
+    rows = []
+    for r in results:
+        budget = "-" if r.budget is None else f"{r.op} {fmt(r.budget)} {r.unit}"
+        rows.append([r.name, f"{fmt(r.figure)} {r.unit}", budget, verdict(r, quick)])
+    return rows
+
+
+def render_text(rows: list[list[str]]) -> str:
+    head = ["benchmark", "figure", "budget", "result"]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def render_md(rows: list[list[str]], results: list[Result], meta: dict[str, Any]) -> str:
+    out = [f"# Benchmark results ({'quick' if meta['quick'] else 'full'} run)", "",
+           f"{meta['when']} on {meta['host']} ({meta['cpus']} CPUs, Python {meta['python']}); "
+           f"load average before {meta['load_before']}, after {meta['load_after']}.", "",
+           "| benchmark | figure | budget | result |", "|---|---|---|---|"]
+    out += [f"| {' | '.join(row)} |" for row in rows]
+    notes = [f"* **{r.name}**: {r.note}" for r in results if r.note]
+    if notes:
+        out += ["", "Notes:", "", *notes]
+    out += ["", "Details (ramps, percentiles, store writes) are in `bench/results.json`.", ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="a short smoke run (no thresholds), under about a minute")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results.*")
+    args = parser.parse_args(argv)
+    meta = {"quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_before": [round(x, 2) for x in load_average()]}
+    results: list[Result] = []
+    failures = []
+    started = time.monotonic()
+    for name in args.only or list(BENCHMARKS):
+        log(f"== {name}")
+        t0 = time.monotonic()
+        try:
+            results += importlib.import_module(BENCHMARKS[name]).run(args.quick, log)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
+            traceback.print_exc()
+            failures.append(name)
+            results.append(Result(f"{name}: did not run", None, "", None,
+                                  note=f"{type(exc).__name__}: {str(exc)[:300]}"))
+        log(f"   ({time.monotonic() - t0:.1f} s)")
+    meta["load_after"] = [round(x, 2) for x in load_average()]
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    rows = table(results, args.quick)
+    print(render_text(rows))
+    print(f"\nload average before {meta['load_before']}, after {meta['load_after']}; "
+          f"{meta['seconds']} s")
+    if not args.no_save:
+        (HERE / "results.json").write_text(json.dumps(
+            {"meta": meta, "results": [r.as_dict() for r in results]}, indent=1) + "\n")
+        (HERE / "results.md").write_text(render_md(rows, results, meta))
+    if failures:
+        return 2
+    return 1 if (not args.quick and any(r.passed is False for r in results)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Benchmark 3: wall time of `dist/nimbus.pyz --help` and `node list` against a local server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import (
+    PYZ,
+    Result,
+    admin_for,
+    median,
+    percentile,
+    seed_nodes,
+    start_server,
+    workdir,
+)
+
+RUNS = 20
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, check=False)
+    return time.perf_counter() - t0, proc
+
+
+def run(quick: bool, log: Any) -> list[Result]:
+    runs = 5 if quick else RUNS
+    if PYZ.exists():
+        # The system interpreter, as on a node. (This box's pyenv python3 first on PATH also
+        # runs a sandbox .pth that imports certifi: +20 ms that is not Nimbus's.)
+        interp = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable
+        base, what = [interp, str(PYZ)], "dist/nimbus.pyz"
+    else:
+        base, what = [sys.executable, "-m", "nimbus"], "python -m nimbus (no dist/nimbus.pyz)"
+    with workdir("cli") as tmp:
+        seed_nodes(tmp / "data", 100)
+        server = start_server(tmp)
+        try:
+            cli, _ = admin_for(server, tmp)
+            env = {**cli.env, "SHIV_ROOT": str(tmp / "shiv")}
+            # The harness points PYTHONPATH at the checkout; the zipapp must not see it.
+            if PYZ.exists():
+                env.pop("PYTHONPATH", None)
+            cold, proc = _time([*base, "--help"], env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{what} --help failed: {proc.stderr.decode()[-300:]}")
+            figures: dict[str, list[float]] = {}
+            for name, args in (("help", ["--help"]), ("node list", ["node", "list"])):
+                _time([*base, *args], env)  # warm the page cache
+                samples = []
+                for _ in range(runs):
+                    wall, proc = _time([*base, *args], env)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"{what} {' '.join(args)} failed: "
+                                           f"{proc.stderr.decode()[-300:]}")
+                    samples.append(wall)
+                figures[name] = samples
+                log(f"  {what} {' '.join(args)}: median {median(samples) * 1000:.0f} ms, "
+                    f"p90 {percentile(samples, 90) * 1000:.0f} ms")
+        finally:
+            server.stop()
+    interp = base[0]
+    details = {"command": what, "interpreter": interp, "first_run_extract_s": round(cold, 3),
+               **{k: [round(v, 4) for v in vals] for k, vals in figures.items()}}
+    note = (f"{what} via {interp}; median of {runs}; first run (shiv extraction) "
+            f"{cold * 1000:.0f} ms")
+    return [
+        Result("CLI `nimbus --help` wall (median)", round(median(figures["help"]) * 1000, 1),
+               "ms", None if quick else 80, "<=", details, note),
+        Result("CLI `nimbus node list` wall, 100 nodes (median)",
+               round(median(figures["node list"]) * 1000, 1), "ms", None if quick else 100,
+               "<="),
+    ]
