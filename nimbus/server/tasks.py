@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nimbus import wire
-from nimbus.errors import BadRequest, NotFound
+from nimbus.errors import BadRequest, NotFound, Throttled
 from nimbus.server.state import State
 
 REDELIVER_AFTER_SEC = 60
@@ -39,6 +39,7 @@ class Waiters:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
         self._closed = False
+        self.waiting = 0  # long-polls holding a server worker thread right now
 
     def close(self) -> None:
         """Release every waiting long-poll at once (server shutdown) and never wait again."""
@@ -55,6 +56,18 @@ class Waiters:
             for node_id in node_ids:
                 self._versions[node_id] = self._versions.get(node_id, 0) + 1
             self._cond.notify_all()
+
+    def begin_wait(self, limit: int) -> bool:
+        """Claim one of `limit` long-poll slots; False when all are taken."""
+        with self._cond:
+            if self.waiting >= limit:
+                return False
+            self.waiting += 1
+            return True
+
+    def end_wait(self) -> None:
+        with self._cond:
+            self.waiting -= 1
 
     def wait(self, node_id: str, seen: int, timeout: float) -> None:
         with self._cond:
@@ -109,7 +122,18 @@ def fetch(state: State, node_id: str, wait: float) -> list[dict[str, Any]]:
     seen = w.version(node_id)
     due = _deliver(state, node_id)
     if not due and wait > 0:
-        w.wait(node_id, seen, wait)
+        # Each waiting long-poll holds one of cheroot's fixed worker threads: 70 agents
+        # waiting on 64 threads stalled every heartbeat for 23 s. Keep a quarter of the
+        # pool (at least 8 threads) for everything else; past that, the agent is told to
+        # come back after one long-poll period instead of taking a thread.
+        threads = state.config.threads
+        if not w.begin_wait(max(1, threads - max(8, threads // 4))):
+            raise Throttled("too many agents are long-polling; poll again later",
+                            state.config.long_poll_sec or 1)
+        try:
+            w.wait(node_id, seen, wait)
+        finally:
+            w.end_wait()
         due = _deliver(state, node_id)
     return due
 
