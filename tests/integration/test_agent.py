@@ -6,24 +6,14 @@ import shutil
 import subprocess
 import time
 
-import pytest
-
 from nimbus.security.pki import cert_info
 from tests.integration.agents import (
-    AgentPool,
     add_node,
     control_plane,
     join_direct,
     node_status,
     wait_for,
 )
-
-
-@pytest.fixture
-def agents(tmp_path):
-    pool = AgentPool(tmp_path / "agents")
-    yield pool
-    pool.close()
 
 
 def _seen_after(cli, node_id, since):

@@ -5,11 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from nimbus import wire
 from tests.integration.agents import (
-    AgentPool,
     add_node,
     control_plane,
     join_body,
@@ -18,13 +15,6 @@ from tests.integration.agents import (
     post_join,
     wait_for,
 )
-
-
-@pytest.fixture
-def agents(tmp_path):
-    pool = AgentPool(tmp_path / "agents")
-    yield pool
-    pool.close()
 
 
 def _pem_body(pem: str) -> str:

@@ -8,7 +8,6 @@ import pytest
 
 from nimbus.errors import NimbusError, Unauthorized, Unavailable
 from tests.integration.agents import (
-    AgentPool,
     add_node,
     control_plane,
     join_direct,
@@ -16,13 +15,6 @@ from tests.integration.agents import (
     node_status,
     wait_for,
 )
-
-
-@pytest.fixture
-def agents(tmp_path):
-    pool = AgentPool(tmp_path / "agents")
-    yield pool
-    pool.close()
 
 
 def test_foreign_ca_certificate_with_the_right_common_name_is_refused(
