@@ -50,3 +50,10 @@ def api(ctx: click.Context, *, auth: bool = True) -> ApiClient:
         else:
             raise ConfigError("no credentials: set NIMBUS_TOKEN or configure an access key")
     return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials)
+
+
+def path_segment(value: str) -> str:
+    """Quote a user-supplied ID for a URL path; the server validates its format."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from nimbus.cli.context import api
+from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
 
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
@@ -115,10 +116,3 @@ def _print_token(data: dict, fmt: str) -> None:
         return
     click.echo(data["token"])  # SECURITY: the token is what the user asked for
     click.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output
-
-
-def _seg(value: str) -> str:
-    """Quote a user-supplied ID for a URL path; the server validates its format."""
-    from urllib.parse import quote
-
-    return quote(value, safe="")

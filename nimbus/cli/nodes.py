@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nimbus.cli.context import api
-from nimbus.cli.iam import _seg
+from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
 
 NODE_COLUMNS = ["id", "name", "status", "ip_address", "wireguard_ip", "hostname", "arch",
