@@ -16,7 +16,8 @@ API_MODULES = ("meta", "iam", "nodes", "internal", "ops")  # each has register(r
 def create_app(state: State) -> bottle.Bottle:
     import importlib
 
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False  # handlers return HTTPResponse objects
     authn = Authenticator(state)
     state.extras["authn"] = authn
     router = routing.Router(app, state, authn)
