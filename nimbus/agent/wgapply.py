@@ -37,15 +37,19 @@ class WireGuardInterface:
     def _run(self, argv: list[str], **kw: Any) -> Any:
         return self.runner.run(argv, netns=self.netns, **kw)
 
+    def _ip_json(self, argv: list[str]) -> list[dict[str, Any]]:
+        """The JSON an `ip -j …` command prints, or [] when it fails (no such interface)."""
+        proc = self._run(argv, check=False)
+        if proc.returncode != 0:
+            return []
+        try:
+            return json.loads(proc.stdout or "[]")
+        except ValueError:
+            return []
+
     def _link(self) -> dict[str, Any] | None:
         """`ip -d -j link show NAME` as a dict, or None when the interface is missing."""
-        proc = self._run(["ip", "-d", "-j", "link", "show", "dev", self.name], check=False)
-        if proc.returncode != 0:
-            return None
-        try:
-            links = json.loads(proc.stdout or "[]")
-        except ValueError:
-            return None
+        links = self._ip_json(["ip", "-d", "-j", "link", "show", "dev", self.name])
         return links[0] if links else None
 
     def exists(self) -> bool:
@@ -114,13 +118,7 @@ class WireGuardInterface:
             self._run(["ip", "link", "set", self.name, "up"])
 
     def _has_address(self, cidr: str) -> bool:
-        proc = self._run(["ip", "-j", "address", "show", "dev", self.name], check=False)
-        if proc.returncode != 0:
-            return False
-        try:
-            data = json.loads(proc.stdout or "[]")
-        except ValueError:
-            return False
+        data = self._ip_json(["ip", "-j", "address", "show", "dev", self.name])
         have = {
             f"{a.get('local')}/{a.get('prefixlen')}"
             for link in data
