@@ -7,6 +7,7 @@ import resource
 import select
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def _context_adapter(context: ssl.SSLContext) -> Any:
 # skips two thread hand-offs per request, which is most of the server's CPU per request.
 LINGER_SEC = 0.002
 MAX_INLINE_REQUESTS = 32
+BUSY_GAP_SEC = 0.05
 
 
 def _readable(sock: Any, timeout: float) -> bool:
@@ -62,8 +64,13 @@ def _lingering_put_conn(server: Any) -> Any:
     original = server.put_conn
 
     def put_conn(conn: Any) -> None:
+        # Only connections that are busy right now (their previous request ended moments
+        # ago) are worth a wait; an agent heartbeating every few seconds never is.
+        now = time.monotonic()
+        busy = now - getattr(conn, "nimbus_last_put", 0.0) < BUSY_GAP_SEC
+        conn.nimbus_last_put = now
         try:
-            for _ in range(MAX_INLINE_REQUESTS):
+            for _ in range(MAX_INLINE_REQUESTS if busy else 0):
                 if not server.ready:
                     break
                 if not (conn.rfile.has_data() or _readable(conn.socket, LINGER_SEC)):
