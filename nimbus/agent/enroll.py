@@ -62,15 +62,15 @@ def ip_target(config: AgentConfig, state: dict[str, Any]) -> tuple[str, int] | N
 
 
 def _interface(config: AgentConfig) -> Any:
-    from nimbus.agent.wgapply import WireGuardInterface
     from nimbus.sysrun import Runner
+    from nimbus.wireguard.apply import WireGuardInterface
 
     return WireGuardInterface(config.interface, Runner())
 
 
 def _tunnel_up(settings: AgentConfig, token: dict[str, Any]) -> tuple[Any, bool]:
     """Bring up the interface with the control plane as its only peer: (iface, created)."""
-    from nimbus.agent.wgconfig import Peer
+    from nimbus.wireguard.config import Peer
 
     iface = _interface(settings)
     existed = iface.exists()
@@ -167,7 +167,7 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
 
 
 def _apply_saved_peers(iface: Any, peers: list[dict[str, Any]]) -> None:
-    from nimbus.agent.wgconfig import Peer
+    from nimbus.wireguard.config import Peer
 
     if not peers:  # never wipe the interface (and the control-plane peer) for lack of data
         return

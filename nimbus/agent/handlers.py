@@ -57,7 +57,7 @@ def _noop(ctx: TaskContext, payload: dict[str, Any]) -> str:
 
 @handler("update_wireguard_peers")
 def _update_peers(ctx: TaskContext, payload: dict[str, Any]) -> str:
-    from nimbus.agent.wgconfig import Peer, validate_peers
+    from nimbus.wireguard.config import Peer, validate_peers
 
     raw = payload.get("peers")
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):

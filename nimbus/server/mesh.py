@@ -91,9 +91,9 @@ def start_network(state: State) -> Any:
     """Bring up the control plane's WireGuard interface (root, unless --no-wireguard)."""
     if not state.config.wireguard:
         return None
-    from nimbus.agent.wgapply import WireGuardInterface
-    from nimbus.agent.wgconfig import Peer
     from nimbus.sysrun import Runner
+    from nimbus.wireguard.apply import WireGuardInterface
+    from nimbus.wireguard.config import Peer
 
     cfg = state.config
     iface = WireGuardInterface(cfg.interface, Runner())

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.agent.wgapply import WireGuardInterface
-from nimbus.agent.wgconfig import Peer
 from nimbus.lab import netns as labnet
 from nimbus.lab.netns import LabNet, list_labs, new_lab_id, subnet_octet
 from nimbus.security.wgkeys import generate_keypair
 from nimbus.sysrun import CommandError, Runner
+from nimbus.wireguard.apply import WireGuardInterface
+from nimbus.wireguard.config import Peer
 
 pytestmark = pytest.mark.root
 

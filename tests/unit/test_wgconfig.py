@@ -1,4 +1,4 @@
-"""Tests for nimbus.agent.wgconfig: wire dicts, `wg show dump` parsing, planning, validation."""
+"""Tests for nimbus.wireguard.config: wire dicts, `wg show dump` parsing, planning, validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from nimbus.agent.wgconfig import (
+from nimbus.wireguard.config import (
     Change,
     Peer,
     counts,

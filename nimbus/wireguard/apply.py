@@ -7,7 +7,8 @@ import logging
 import os
 from typing import Any
 
-from nimbus.agent.wgconfig import (
+from nimbus.sysrun import CommandError, Runner
+from nimbus.wireguard.config import (
     Change,
     Peer,
     counts,
@@ -16,9 +17,8 @@ from nimbus.agent.wgconfig import (
     plan,
     to_wg_args,
 )
-from nimbus.sysrun import CommandError, Runner
 
-log = logging.getLogger("nimbus.agent.wgapply")
+log = logging.getLogger("nimbus.wireguard.apply")
 
 # wireguard-go stays in the foreground (and keeps our output pipes open) with these set.
 _WG_GO_ENV_TRAPS = ("WG_PROCESS_FOREGROUND", "LOG_LEVEL")
