@@ -92,6 +92,10 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
     """A pending node, its overlay IP and WireGuard keys, and a one-time join token."""
     from nimbus.security import wgkeys
 
+    if state.config.wireguard and not state.config.public_address:
+        # Without it the token would point nodes at 127.0.0.1 for the tunnel.
+        raise Conflict("set public_address in the server config (the IP nodes use to reach "
+                       "this control plane's WireGuard port) before adding nodes")
     secret = secrets.token_urlsafe(32)
     wg_private, wg_public = wgkeys.generate_keypair()
     now = state.now()
