@@ -101,6 +101,8 @@ def start_network(state: State) -> Any:
     try:
         kind = iface.up(control_plane_key(state)[0], f"{cfg.overlay_ip}/{prefix}",
                         cfg.wireguard_port)
+    except ConfigError:
+        raise
     except NimbusError as exc:
         raise ConfigError(
             f"bringing up WireGuard interface {cfg.interface}: {exc}; run as root with "

@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+from nimbus.errors import ConfigError
 from nimbus.sysrun import CommandError, Runner
 from nimbus.wireguard.config import (
     Change,
@@ -89,6 +90,9 @@ class WireGuardInterface:
         created = False
         mode = self.mode()
         if mode is None:
+            if os.geteuid() != 0:
+                raise ConfigError(f"creating WireGuard interface {self.name} needs root "
+                                  "(CAP_NET_ADMIN); run as root or use --no-wireguard")
             mode = self._create()
             created = True
         try:
