@@ -15,20 +15,12 @@ from nimbus.store.files import write_private
 
 log = logging.getLogger("nimbus.serve")
 
-# Background services started with the server: each is start(state) -> stop callable.
-SERVICES: list[str] = ["nimbus.server.nodes:start_background", "nimbus.server.mesh:start_network"]
-
-
 def _services(state: State) -> list[Callable[[], None]]:
-    import importlib
+    """Start the background work of the server; returns the functions that stop it."""
+    from nimbus.server import mesh, nodes
 
-    stops = []
-    for spec in SERVICES:
-        module_name, attr = spec.split(":")
-        stop = getattr(importlib.import_module(module_name), attr)(state)
-        if stop is not None:
-            stops.append(stop)
-    return stops
+    started = [nodes.start_background(state), mesh.start_network(state)]
+    return [stop for stop in started if stop is not None]
 
 
 def build(config: ServerConfig) -> tuple[State, Any]:
