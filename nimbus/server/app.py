@@ -6,23 +6,21 @@ import json
 
 import bottle
 
-from nimbus.server.api import routing
+from nimbus.server.api import iam, internal, meta, nodes, ops, routing
 from nimbus.server.authn import Authenticator
 from nimbus.server.state import State
 
-API_MODULES = ("meta", "iam", "nodes", "internal", "ops")  # each has register(router)
+API_MODULES = (meta, iam, nodes, internal, ops)  # each has register(router)
 
 
 def create_app(state: State) -> bottle.Bottle:
-    import importlib
-
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # handlers return HTTPResponse objects
     authn = Authenticator(state)
     state.extras["authn"] = authn
     router = routing.Router(app, state, authn)
-    for name in API_MODULES:
-        importlib.import_module(f"nimbus.server.api.{name}").register(router)
+    for module in API_MODULES:
+        module.register(router)
 
     def json_error(err: bottle.HTTPError) -> str:
         bottle.response.content_type = "application/json"
