@@ -14,9 +14,9 @@ from nimbus.errors import NimbusError
 # Subcommands are imported only when used, so `nimbus --help` and `node list` start fast.
 COMMANDS = {
     "serve": ("nimbus.cli.serve", "serve", "Run the control plane (API on :8443, TLS)."),
-    "bootstrap": ("nimbus.cli.setup", "bootstrap", "Create the first admin and its API key."),
-    "configure": ("nimbus.cli.setup", "configure", "Store the CLI connection config."),
-    "version": ("nimbus.cli.setup", "version", "Print the client (and server) version."),
+    "bootstrap": ("nimbus.cli.bootstrap", "bootstrap", "Create the first admin and its API key."),
+    "configure": ("nimbus.cli.configure", "configure", "Store the CLI connection config."),
+    "version": ("nimbus.cli.version", "version", "Print the client (and server) version."),
     "agent": ("nimbus.cli.agent", "agent", "Run the node agent (join with a token first)."),
     "node": ("nimbus.cli.nodes", "node", "Manage nodes: add, list, describe, drain, delete."),
     "iam": ("nimbus.cli.iam", "iam", "Users, API keys, passwords and tokens."),

@@ -1,20 +1,16 @@
-"""`nimbus bootstrap`, `nimbus configure` and `nimbus version`."""
+"""`nimbus bootstrap`: the first admin and its API key, locally or remotely."""
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 import click
 
-from nimbus import __version__
-from nimbus.cli.context import CONFIG_FIELDS, config_path
-from nimbus.cli.output import emit, output_option
-from nimbus.errors import BadRequest, ConfigError, NimbusError
-from nimbus.store.files import ensure_private_dir, write_private
+from nimbus.errors import NimbusError
+from nimbus.store.files import write_private
 
 
 @click.command()
@@ -91,58 +87,3 @@ def _remote_bootstrap(api_url: str, secret: str) -> tuple[dict, str]:
     body = {"ca_fingerprint": fingerprint, "nonce": nonce,
             "proof": bootstrap_proof(secret, fingerprint, nonce)}
     return client.request("POST", "/v1/bootstrap", body), ca_pem
-
-
-@click.command()
-@click.option("--from", "from_file", type=click.File("r"), default=None,
-              help="A connection config written by `nimbus bootstrap`.")
-@click.option("--api-url", default=None, help="API URL (overrides the file's).")
-@click.option("--access-key", default=None)
-@click.option("--secret-key", default=None, envvar="NIMBUS_SECRET_KEY",
-              help="Secret key (prefer --from or the NIMBUS_SECRET_KEY env var).")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="CA certificate file of the control plane.")
-@click.pass_context
-def configure(ctx: click.Context, from_file: Any, api_url: str | None, access_key: str | None,
-              secret_key: str | None, tls_ca: str | None) -> None:
-    """Store the CLI connection config (~/.nimbus/config.json, 0600)."""
-    data: dict[str, Any] = {}
-    if from_file is not None:
-        try:
-            data = json.load(from_file)
-        except ValueError:
-            raise BadRequest(f"{from_file.name} is not a JSON connection config") from None
-        if not isinstance(data, dict) or set(data) - set(CONFIG_FIELDS):
-            raise BadRequest(f"{from_file.name} is not a Nimbus connection config")
-    for key, value in (("api_url", api_url), ("access_key", access_key),
-                       ("secret_key", secret_key)):
-        if value:
-            data[key] = value
-    if tls_ca:
-        data["tls_ca"] = Path(tls_ca).read_text()
-    missing = [k for k in ("api_url", "access_key", "secret_key") if not data.get(k)]
-    if missing:
-        raise ConfigError("missing " + ", ".join(missing) + " (use --from FILE or the flags)")
-    if not str(data["api_url"]).startswith("https://"):
-        raise BadRequest("api_url must start with https://")
-    path = config_path((ctx.find_root().obj or {}).get("config_path"))
-    ensure_private_dir(path.parent)
-    write_private(path, json.dumps({k: data.get(k) for k in CONFIG_FIELDS}, indent=2) + "\n")
-    click.echo(f"saved CLI config to {path}")
-
-
-@click.command()
-@output_option
-@click.pass_context
-def version(ctx: click.Context, fmt: str) -> None:
-    """Print the client version, and the server's when a config exists."""
-    from nimbus.cli.context import api
-
-    info: dict[str, Any] = {"client": __version__}
-    root = ctx.find_root().obj or {}
-    if os.path.exists(config_path(root.get("config_path"))):
-        try:
-            info["server"] = api(ctx, auth=False).request("GET", "/v1/version")["version"]
-        except NimbusError as exc:
-            info["server_error"] = exc.message
-    emit(info, fmt)
