@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Any
 
 import click
 
+from nimbus.cli.secrets import read_secret, secret_options
 from nimbus.errors import NimbusError
 from nimbus.store.files import write_private
 
@@ -21,19 +21,16 @@ from nimbus.store.files import write_private
 @click.option("--output", "output_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the connection config to FILE (0600).")
 @click.option("--api-url", default=None, help="Bootstrap a remote control plane at URL.")
-@click.option("--bootstrap-secret", default=None, envvar="NIMBUS_BOOTSTRAP_SECRET",
-              help="One-time secret from the control-plane host (prefer the env var or file).")
-@click.option("--bootstrap-secret-file", type=click.File("r"), default=None,
-              help="Read the one-time secret from FILE or - (stdin).")
+@secret_options("bootstrap-secret", "one-time secret from the control-plane host",
+                envvar="NIMBUS_BOOTSTRAP_SECRET")
 def bootstrap(data_dir: str | None, server_config: str | None, output_file: str | None,
               api_url: str | None, bootstrap_secret: str | None,
-              bootstrap_secret_file: Any) -> None:
+              bootstrap_secret_file: str | None) -> None:
     """Create the admin user and its first API key; prints the connection config once."""
     if api_url:
-        secret = bootstrap_secret or (bootstrap_secret_file.read().strip()
-                                      if bootstrap_secret_file else None)
-        if not secret:
-            secret = click.prompt("bootstrap secret", hide_input=True)
+        secret = read_secret("bootstrap secret", flag="--bootstrap-secret",
+                             value=bootstrap_secret, file=bootstrap_secret_file,
+                             envvar="NIMBUS_BOOTSTRAP_SECRET").strip()
         result, ca_pem = _remote_bootstrap(api_url, secret)
     else:
         result, ca_pem, api_url = _local_bootstrap(data_dir, server_config)

@@ -43,13 +43,30 @@ def api(ctx: click.Context, *, auth: bool = True) -> ApiClient:
         ca = Path(ca).read_text()
     credentials: Any = None
     if auth:
-        if root.get("token"):
-            credentials = BearerAuth(root["token"])
+        token = bearer_token(ctx)
+        if token:
+            credentials = BearerAuth(token)
         elif cfg.get("access_key") and cfg.get("secret_key"):
             credentials = HmacAuth(cfg["access_key"], cfg["secret_key"])
         else:
             raise ConfigError("no credentials: set NIMBUS_TOKEN or configure an access key")
     return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials)
+
+
+def bearer_token(ctx: click.Context) -> str | None:
+    """The JWT from --token, --token-file or NIMBUS_TOKEN (read once), or None for HMAC."""
+    from nimbus.cli.secrets import read_secret
+
+    root = ctx.find_root().obj
+    if root is None:
+        return None
+    if "resolved_token" not in root:
+        given = root.get("token") is not None or root.get("token_file") is not None
+        root["resolved_token"] = (read_secret("token", flag="--token", value=root.get("token"),
+                                              file=root.get("token_file"),
+                                              envvar="NIMBUS_TOKEN", prompt=False)
+                                  if given or os.environ.get("NIMBUS_TOKEN") else None)
+    return root["resolved_token"]
 
 
 def path_segment(value: str) -> str:

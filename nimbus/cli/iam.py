@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from nimbus.cli.context import api
+from nimbus.cli.context import api, bearer_token
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
+from nimbus.cli.secrets import read_secret, secret_options
 
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
 
@@ -46,11 +47,15 @@ def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
 
 @iam.command("create-key")
 @click.option("--user-id", required=True)
+@secret_options("current-password", "caller's current password (needed with --token)",
+                envvar="NIMBUS_CURRENT_PASSWORD")
 @output_option
 @click.pass_context
-def create_key(ctx: click.Context, user_id: str, fmt: str) -> None:
+def create_key(ctx: click.Context, user_id: str, current_password: str | None,
+               current_password_file: str | None, fmt: str) -> None:
     """Create an API key pair; the secret is shown once."""
-    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", {}), fmt)
+    body = _reauth(ctx, current_password, current_password_file)
+    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", body), fmt)
 
 
 @iam.command("list-keys")
@@ -75,28 +80,40 @@ def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
 
 @iam.command("set-password")
 @click.option("--user-id", required=True)
-@click.option("--password", default=None, envvar="NIMBUS_PASSWORD",
-              help="New password (prompted when omitted; prefer the prompt).")
+@secret_options("password", "new password", envvar="NIMBUS_PASSWORD")
+@secret_options("current-password", "caller's current password (needed with --token)",
+                envvar="NIMBUS_CURRENT_PASSWORD")
 @output_option
 @click.pass_context
-def set_password(ctx: click.Context, user_id: str, password: str | None, fmt: str) -> None:
+def set_password(ctx: click.Context, user_id: str, password: str | None,
+                 password_file: str | None, current_password: str | None,
+                 current_password_file: str | None, fmt: str) -> None:
     """Set a user's password; tokens issued before stop working."""
-    if password is None:
-        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
-    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password",
-                          {"password": password}), fmt)
+    body = _reauth(ctx, current_password, current_password_file)
+    body["password"] = read_secret("new password", flag="--password", value=password,
+                                   file=password_file, envvar="NIMBUS_PASSWORD", confirm=True)
+    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password", body), fmt)
+
+
+def _reauth(ctx: click.Context, value: str | None, file: str | None) -> dict[str, str]:
+    """With a JWT the server wants the caller's current password too; HMAC needs nothing."""
+    if not bearer_token(ctx):
+        return {}
+    return {"current_password": read_secret(
+        "current password", flag="--current-password", value=value, file=file,
+        envvar="NIMBUS_CURRENT_PASSWORD")}
 
 
 @iam.command("login")
 @click.option("--username", required=True)
-@click.option("--password", default=None, envvar="NIMBUS_PASSWORD",
-              help="Password (prompted when omitted; prefer the prompt).")
+@secret_options("password", "password", envvar="NIMBUS_PASSWORD")
 @output_option
 @click.pass_context
-def login(ctx: click.Context, username: str, password: str | None, fmt: str) -> None:
+def login(ctx: click.Context, username: str, password: str | None, password_file: str | None,
+          fmt: str) -> None:
     """Log in with a password; prints a JWT and an export line."""
-    if password is None:
-        password = click.prompt("password", hide_input=True)
+    password = read_secret("password", flag="--password", value=password, file=password_file,
+                           envvar="NIMBUS_PASSWORD")
     data = api(ctx, auth=False).request("POST", "/v1/iam/login",
                                         {"username": username, "password": password})
     _print_token(data, fmt)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from nimbus.cli.secrets import secret_options
 from nimbus.errors import NimbusError
 
 # Subcommands are imported only when used, so `nimbus --help` and `node list` start fast.
@@ -44,13 +45,14 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               envvar="NIMBUS_CLI_CONFIG", help="CLI config file (default ~/.nimbus/config.json).")
-@click.option("--token", default=None, envvar="NIMBUS_TOKEN",
-              help="JWT to use instead of HMAC signing (or NIMBUS_TOKEN).")
+@secret_options("token", "JWT to use instead of HMAC signing", envvar="NIMBUS_TOKEN")
 @click.option("--debug", is_flag=True, help="Debug logs and full tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, token: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, token: str | None, token_file: str | None,
+        debug: bool) -> None:
     """Nimbus: a self-hosted cloud for bare metal, in one file."""
-    ctx.obj = {"config_path": config_path, "token": token, "debug": debug}
+    ctx.obj = {"config_path": config_path, "token": token, "token_file": token_file,
+               "debug": debug}
     if debug:
         from nimbus import logs
 

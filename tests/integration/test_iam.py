@@ -98,15 +98,17 @@ def test_set_password_login_and_token(server, cli, admin):
     assert cli.json("--token", token, "node", "list") == []
 
 
-def test_password_from_the_prompt(server, cli, admin):
+def test_password_from_stdin_with_password_file_dash(server, cli, admin):
     user = cli.json("iam", "create-user", "--username", "carol")
-    # No controlling terminal (new session), so the hidden prompt reads stdin.
-    r = subprocess.run([*nimbus_argv(), "iam", "set-password", "--user-id", user["id"]],
-                       input="carols-password\ncarols-password\n", capture_output=True,
+    # No terminal (new session): the secret comes from stdin via --password-file -.
+    r = subprocess.run([*nimbus_argv(), "iam", "set-password", "--user-id", user["id"],
+                        "--password-file", "-"],
+                       input="carols-password\n", capture_output=True,
                        text=True, env=cli.env, timeout=60, start_new_session=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "carols-password" not in r.stdout
-    r = subprocess.run([*nimbus_argv(), "iam", "login", "--username", "carol"],
+    r = subprocess.run([*nimbus_argv(), "iam", "login", "--username", "carol",
+                        "--password-file", "-"],
                        input="carols-password\n", capture_output=True, text=True, env=cli.env,
                        timeout=60, start_new_session=True, check=False)
     assert r.returncode == 0, r.stderr
