@@ -10,7 +10,7 @@ import time
 
 from tests.harness import nimbus_argv
 
-PASSWORD = "ops-password-1"  # noqa: S105 - a test password
+PASSWORD = "ops-password-1"
 
 
 def _user_with_password(cli):
@@ -73,7 +73,7 @@ def _run_on_a_terminal(argv, env, answers, timeout=60):
     """Run argv on a pseudo-terminal, typing each answer after its prompt; (rc, screen)."""
     pid, fd = pty.fork()
     if pid == 0:  # child
-        os.execvpe(argv[0], argv, env)
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - argv is ours, no shell wanted
     screen, deadline, pending = b"", time.monotonic() + timeout, list(answers)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
