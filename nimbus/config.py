@@ -116,9 +116,13 @@ class AgentConfig:
     heartbeat_interval_sec: int = 10
     long_poll_sec: int = 25
     log_level: str = "info"
+    # The local Docker Engine for swarm tasks; "" = the engine's default socket.
+    docker_host: str = ""
 
     def validate(self) -> AgentConfig:
         _port("wireguard_port", self.wireguard_port)
+        if self.docker_host and not self.docker_host.startswith("unix:///"):
+            raise ConfigError("docker_host must be a unix:///path socket URL (or empty)")
         _range("heartbeat_interval_sec", self.heartbeat_interval_sec, 1, 3600)
         _interface_name(self.interface)
         return self

@@ -29,12 +29,18 @@ def _open(lab_id: str | None):  # -> Lab (imported lazily)
 @click.option("--id", "lab_id", default=None, help="Lab id, 1-8 of [a-z0-9] (default random).")
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave a half-built lab in place for debugging (remove with `lab down`).")
-def up(nodes: int, lab_id: str | None, keep_on_failure: bool) -> None:
+@click.option("--docker", is_flag=True,
+              help="Also run a dockerd per node with a local busybox image (docs/workloads.md).")
+def up(nodes: int, lab_id: str | None, keep_on_failure: bool, docker: bool) -> None:
     """Build a lab: namespaces, `nimbus serve`, N joined agents; print nodes and pings."""
     from nimbus.lab import netns
     from nimbus.lab.orchestrate import Lab, LabError, all_labs, check_requirements
 
     check_requirements()
+    if docker:
+        from nimbus.lab.docker import check_requirements as docker_requirements
+
+        docker_requirements()
     existing = all_labs()
     if lab_id is None:
         lab_id = next(i for i in iter(netns.new_lab_id, None) if i not in existing)
@@ -47,7 +53,7 @@ def up(nodes: int, lab_id: str | None, keep_on_failure: bool) -> None:
                        f"{lab_id}` or pick another --id")
     the_lab = Lab(lab_id)
     try:
-        times = the_lab.up(nodes, echo=lambda s: click.echo(s, err=True))
+        times = the_lab.up(nodes, echo=lambda s: click.echo(s, err=True), docker=docker)
     except BaseException:
         if keep_on_failure:
             click.echo(f"kept the failed lab; logs in {the_lab.dir / 'logs'}; "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.errors import Conflict, NimbusError, NotFound
+from nimbus.lab import docker as labdocker
 from nimbus.lab import netns, procs
 from nimbus.lab.netns import STATE_ROOT, LabNet
 from nimbus.lab.pings import Matrix, ping_matrix
@@ -182,7 +183,7 @@ class Lab:
         for n in range(1, nodes + 1):
             d = ensure_private_dir(self.member_dir(str(n)))
             agent = AgentConfig(data_dir=str(d / "data"), interface=self.net.wg_ifname(n),
-                                wireguard_port=WG_PORT,
+                                wireguard_port=WG_PORT, docker_host=self.docker_host(str(n)),
                                 heartbeat_interval_sec=HEARTBEAT_SEC).validate()
             write_private(d / "agent.toml", dump_toml(agent))
 
@@ -232,6 +233,12 @@ class Lab:
 
     # -- the admin CLI inside the cp namespace ------------------------------------------
 
+    def docker_host(self, member: str) -> str:
+        """DOCKER_HOST of node <member>'s lab engine ("" in a lab without --docker)."""
+        if not self.info.get("docker"):
+            return ""
+        return labdocker.docker_host(self.net.state_root, self.id, member)
+
     def cli_argv(self, args: list[str]) -> tuple[list[str], dict[str, str]]:
         prefix, extra = self.command()
         argv = [*prefix, "--config", str(self.admin_config), *args]
@@ -269,7 +276,7 @@ class Lab:
     # -- up / status / down -------------------------------------------------------------
 
     def up(self, nodes: int, echo: Callable[[str], None] = print,
-           timeout: float | None = None) -> dict[str, float]:
+           timeout: float | None = None, docker: bool = False) -> dict[str, float]:
         """Build the lab and wait until every node is ready; returns phase durations (s)."""
         if not 1 <= nodes <= netns.MAX_NODES:
             raise LabError(f"--nodes must be 1..{netns.MAX_NODES}")
@@ -278,13 +285,16 @@ class Lab:
         prefix, extra = self_command()
         self.info = {"lab_id": self.id, "created_at": time.time(), "exec": prefix,
                      "exec_env": extra, "overlay": OVERLAY, "cp_wireguard_ip": "10.106.103.1",
-                     "nodes": {}}
+                     "nodes": {}, "docker": docker}
         times: dict[str, float] = {}
         t0 = time.monotonic()
         echo(f"lab {self.id}: namespaces nlab-{self.id}-*, underlay {self.net.subnet}")
         self.net.create(nodes)
         self._write_configs(nodes)
         self.save()
+        if docker:
+            echo(f"starting {nodes} dockerd(s) and loading {labdocker.IMAGE} into each")
+            labdocker.LabEngines(self).start([str(n) for n in range(1, nodes + 1)])
         echo("starting the control plane (nimbus serve, WireGuard "
              f"{self.net.wg_ifname('cp')})")
         self.start_server()
@@ -373,6 +383,8 @@ class Lab:
                           "netns": self.net.netns(member),
                           "interface": netns.wg_ifname(self.id, member),
                           "wireguard_ip": rec["wireguard_ip"],
+                          **({"docker_host": self.docker_host(member)}
+                             if self.info.get("docker") else {}),
                           "underlay_ip": (api or {}).get("ip_address")
                           or self.net.underlay_ip(member), "status": status})
         return {"lab_id": self.id,
@@ -382,10 +394,12 @@ class Lab:
                                   "underlay_ip": self.net.underlay_ip("cp"),
                                   "api_url": f"https://{self.net.underlay_ip('cp')}:{API_PORT}",
                                   "status": "running" if self.running("cp:serve") else "stopped"},
+                **({"docker_image": labdocker.IMAGE} if self.info.get("docker") else {}),
                 "nodes": nodes}
 
     def down(self) -> None:
         """Stop every process and remove namespaces, interfaces, sockets and files."""
+        labdocker.LabEngines(self).stop()
         procs.stop_strays(self.net, self.dir)
         netns.destroy(self.id, self.runner, state_root=self.net.state_root)
         if self.dir.exists():
