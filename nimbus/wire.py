@@ -80,13 +80,46 @@ def number(lo: float, hi: float, integer: bool = False) -> Callable[[str, Any], 
     return check
 
 
+# SECURITY: every string a node or a user sends that is stored and printed later gets a
+# tight pattern here, so a compromised node cannot plant terminal escapes or forged rows.
+# RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+VERSION_RE = re.compile(r"[!-~]{1,64}")  # printable ASCII, no spaces
+ARCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_IP_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}")  # no zone id (`%eth0`), nothing else either
+
+
 def ip_address(name: str, value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRequest(f"{name} must be an IP address")
+    """An IPv4 or IPv6 address in canonical form; IPv6 zone ids are refused."""
+    if not isinstance(value, str) or not _IP_CHARS.fullmatch(value):
+        raise BadRequest(f"{name} must be an IP address (without a zone id)")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise BadRequest(f"{name} must be an IP address") from None
+        raise BadRequest(f"{name} must be an IP address (without a zone id)") from None
+
+
+def is_hostname(value: object) -> bool:
+    return isinstance(value, str) and HOSTNAME_RE.fullmatch(value) is not None
+
+
+def hostname(name: str, value: Any) -> str:
+    if not is_hostname(value):
+        raise BadRequest(f"{name} must be an RFC 1123 host name")
+    return value
+
+
+def version(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
+        raise BadRequest(f"{name} must be 1 to 64 printable ASCII characters")
+    return value
+
+
+def arch(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not ARCH_RE.fullmatch(value):
+        raise BadRequest(f"{name} must be a machine architecture like x86_64")
+    return value
 
 
 def obj(schema: dict[str, Field]) -> Callable[[str, Any], dict[str, Any]]:
@@ -111,16 +144,40 @@ def validate(data: Any, schema: dict[str, Field], where: str = "body") -> dict[s
     return out
 
 
+MAX_DEPTH = 32
+
+
 def decode_json(raw: bytes) -> Any:
+    """A request body as JSON: at most 1 MiB and MAX_DEPTH levels of nesting."""
     if len(raw) > MAX_BODY:
         from nimbus.errors import PayloadTooLarge
         raise PayloadTooLarge("request body is larger than 1 MiB")
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+    except RecursionError:  # thousands of levels: the parser itself gave up
+        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    if _too_deep(data):
+        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    """Iterative, so a deep document cannot exhaust the stack here either."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        elif not isinstance(value, list):
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return False
 
 
 def b64url_encode(data: bytes) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The API accepts hostname/arch only in this shape (server/api/internal.py TEXT).
-_TEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,127}$")
+from nimbus import wire
+
+# The API accepts hostname/arch only in the shapes of nimbus.wire (hostname, arch).
 
 
 def parse_cpu_times(stat_text: str) -> tuple[int, int]:
@@ -87,17 +87,15 @@ def detect_ip(host: str, port: int) -> str | None:
     return None
 
 
-def _clean(value: str) -> str | None:
-    value = value.strip()[:128]
-    return value if _TEXT_RE.match(value) else None
-
-
 def hostname() -> str | None:
-    return _clean(socket.gethostname())
+    """This host's name, or None when it is not an RFC 1123 name (the server refuses those)."""
+    name = socket.gethostname().strip()
+    return name if wire.is_hostname(name) else None
 
 
 def arch() -> str | None:
-    return _clean(platform.machine())
+    name = platform.machine().strip()
+    return name if wire.ARCH_RE.fullmatch(name) else None
 
 
 def collect(cpu: CpuSampler, ip_target: tuple[str, int] | None,

@@ -6,7 +6,7 @@ import click
 
 from nimbus.cli.context import api
 from nimbus.cli.context import path_segment as _seg
-from nimbus.cli.output import emit, output_option
+from nimbus.cli.output import emit, output_option, safe
 
 NODE_COLUMNS = ["id", "name", "status", "ip_address", "wireguard_ip", "hostname", "arch",
                 "agent_version", "last_seen"]
@@ -35,7 +35,8 @@ def add(ctx: click.Context, get_token: bool, ip_address: str, name: str | None,
         emit(data, fmt)
         return
     n = data["node"]
-    click.echo(f"node {n['id']} ({n['name']}) created, overlay IP {n['wireguard_ip']}", err=True)
+    click.echo(f"node {safe(n['id'])} ({safe(n['name'])}) created, overlay IP "
+               f"{safe(str(n['wireguard_ip']))}", err=True)
     click.echo("join it on the node with:  nimbus agent --join --token-file FILE", err=True)
     click.echo(data["join_token"])  # SECURITY: the one-time token is what was asked for
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,16 @@ def output_option(fn: F) -> F:
                         default="table", show_default=True, help="Output format.")(fn)
 
 
+# SECURITY: C0/C1 controls, DEL, and bidi/zero-width format characters would let a
+# hostile server or node repaint the terminal or forge table rows; they are printed escaped.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def safe(text: str) -> str:
+    """text with every control or direction-changing character shown as an escape (\\x1b)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -24,13 +35,13 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float) and value > 1e9:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))  # ensure_ascii escapes controls
+    return safe(str(value))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    grid = [[c.upper() for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    grid = [[safe(c.upper()) for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
                      for row in grid)
@@ -48,6 +59,6 @@ def emit(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
         keys = columns or list(data)
         width = max((len(k) for k in keys), default=0)
         for key in keys:
-            click.echo(f"{key.ljust(width)}  {cell(data.get(key))}")
+            click.echo(f"{safe(key).ljust(width)}  {cell(data.get(key))}")
     else:
         click.echo(cell(data))

@@ -12,14 +12,13 @@ from nimbus.server.api.routing import Ctx, Router
 
 PEM_CSR = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
                      r"-----END CERTIFICATE REQUEST-----\n?$")
-TEXT = wire.string(128, re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,127}$"))
 JOIN_SCHEMA = {
     "node_id": wire.Field(lambda n, v: wire.check_id("node", v), required=True),
     "secret": wire.Field(wire.string(128), required=True),
     "csr": wire.Field(wire.string(8192, PEM_CSR), required=True),
-    "hostname": wire.Field(TEXT),
-    "arch": wire.Field(TEXT),
-    "agent_version": wire.Field(TEXT),
+    "hostname": wire.Field(wire.hostname),
+    "arch": wire.Field(wire.arch),
+    "agent_version": wire.Field(wire.version),
     "ip_address": wire.Field(wire.ip_address),
     "wireguard_port": wire.Field(wire.number(1, 65535, integer=True)),
 }
@@ -31,9 +30,9 @@ HEARTBEAT_SCHEMA = {
     "memory": wire.Field(wire.obj(USAGE)),
     "disk": wire.Field(wire.obj(USAGE)),
     "ip_address": wire.Field(wire.ip_address),
-    "agent_version": wire.Field(TEXT),
-    "hostname": wire.Field(TEXT),
-    "arch": wire.Field(TEXT),
+    "agent_version": wire.Field(wire.version),
+    "hostname": wire.Field(wire.hostname),
+    "arch": wire.Field(wire.arch),
 }
 RESULT_SCHEMA = {
     "status": wire.Field(wire.string(16, re.compile(r"^(succeeded|failed)$")), required=True),
