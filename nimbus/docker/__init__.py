@@ -1,0 +1,1 @@
+"""Docker Swarm on the overlay: pure planning (plan, compose) and the engine they apply to."""

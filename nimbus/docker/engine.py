@@ -1,0 +1,196 @@
+"""Applies Swarm plans to one local Docker Engine: the `docker` CLI (logged by Runner) and,
+for the two calls that carry the join token, the Engine API on its unix socket."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from typing import Any
+
+from nimbus.docker import compose as composefile
+from nimbus.docker import plan
+from nimbus.errors import NimbusError
+from nimbus.sysrun import CommandError, Runner
+
+log = logging.getLogger("nimbus.docker")
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+class DockerError(NimbusError):
+    """The local Docker Engine is missing, unreachable or refused a request."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class DockerEngine:
+    """One Docker Engine reached at `host` (unix:///path)."""
+
+    def __init__(self, host: str = "", runner: Runner | None = None) -> None:
+        self.host = host or DEFAULT_HOST
+        if not self.host.startswith("unix://"):
+            raise DockerError(f"docker_host {self.host!r} must be a unix:// socket")
+        self.socket_path = self.host[len("unix://"):]
+        self.runner = runner or Runner()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def available(self) -> bool:
+        """True when the docker CLI is installed and the engine's socket exists."""
+        return shutil.which("docker") is not None and os.path.exists(self.socket_path)
+
+    def docker(self, args: list[str], *, input: str | None = None, timeout: float = 60,
+               check: bool = True) -> Any:
+        """Run `docker --host HOST ARGS`; DockerError with docker's own message on failure."""
+        try:
+            return self.runner.run(["docker", "--host", self.host, *args], input=input,
+                                   timeout=timeout, check=check)
+        except CommandError as exc:
+            detail = " ".join(exc.stderr.split()) or f"exit {exc.returncode}"
+            raise DockerError(f"docker {' '.join(args[:2])}: {detail[:300]}") from None
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None,
+            timeout: float = 60) -> Any:
+        """One Engine API call; returns the decoded JSON (or None for an empty body).
+
+        SECURITY: bodies may carry the swarm join token; neither the body nor an error
+        echoing it is logged (only method and path are).
+        """
+        log.debug("[#] docker api %s %s", method, path)
+        conn = _UnixConnection(self.socket_path, timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload else {}
+            conn.request(method, path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except OSError as exc:
+            raise DockerError(f"docker engine at {self.host}: {exc}") from None
+        finally:
+            conn.close()
+        data: Any = None
+        if raw:
+            with contextlib.suppress(ValueError):
+                data = json.loads(raw)
+        if resp.status >= 400:
+            msg = data.get("message") if isinstance(data, dict) else raw.decode(errors="replace")
+            token = (body or {}).get("JoinToken")
+            if token and msg:
+                msg = str(msg).replace(str(token), "<redacted>")
+            raise DockerError(f"docker engine: {' '.join(str(msg).split())[:300]}")
+        return data
+
+    # -- state --------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """{version, swarm_state, swarm_node_id, swarm_id, manager, manager_addrs}."""
+        return plan.parse_info(self.docker(plan.info_argv(), timeout=20).stdout)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return plan.parse_nodes(self.docker(plan.node_ls_argv()).stdout)
+
+    # -- swarm --------------------------------------------------------------------------------
+
+    def swarm_init(self, addr: str, ingress_timeout: float = 30) -> dict[str, Any]:
+        """Make this engine the first manager; recreate ingress with the overlay MTU.
+
+        Idempotent: an engine that already manages a swarm is left as it is.
+        """
+        info = self.info()
+        if info["swarm_state"] == "active" and info["manager"]:
+            return info
+        if info["swarm_state"] != "inactive":
+            raise DockerError(f"this engine is already in a swarm (state "
+                              f"{info['swarm_state']}); remove it from that swarm first")
+        self.docker(plan.init_argv(addr))
+        self._recreate_ingress(ingress_timeout)
+        return self.info()
+
+    def _recreate_ingress(self, timeout: float) -> None:
+        remove, create = plan.ingress_mtu_argv()
+        self.docker(remove, input="y\n", check=False)
+        deadline = time.monotonic() + timeout
+        while True:  # the removal finishes in the background
+            try:
+                self.docker(create)
+                return
+            except DockerError as exc:
+                if "already exists" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+
+    def join_tokens(self) -> dict[str, str]:
+        """{'worker': …, 'manager': …} — SECURITY: secrets; the caller must not log them."""
+        tokens = (self.api("GET", "/swarm") or {}).get("JoinTokens") or {}
+        return {"worker": str(tokens.get("Worker", "")), "manager": str(tokens.get("Manager", ""))}
+
+    def swarm_join(self, addr: str, manager_addr: str, token: str) -> dict[str, Any]:
+        """Join the swarm managed at manager_addr (idempotent when already a member of it)."""
+        info = self.info()
+        manager = f"{plan.overlay_ip(manager_addr)}:{plan.SWARM_PORT}"
+        if info["swarm_state"] == "active":
+            if manager in info["manager_addrs"]:
+                return info
+            raise DockerError("this engine is already in another swarm; remove it first")
+        self.api("POST", "/swarm/join", plan.join_request(addr, manager_addr, token))
+        return self.info()
+
+    def swarm_leave(self) -> dict[str, Any]:
+        if self.info()["swarm_state"] != "inactive":
+            self.docker(plan.leave_argv(force=True))
+        return self.info()
+
+    def node_rm(self, swarm_node_id: str) -> None:
+        """Remove a node from the swarm (idempotent: an unknown node is already gone)."""
+        try:
+            self.docker(plan.node_rm_argv(swarm_node_id))
+        except DockerError as exc:
+            if "not found" not in str(exc).lower():
+                raise
+
+    def promote(self, swarm_node_id: str) -> None:
+        self.docker(plan.promote_argv(swarm_node_id))
+
+    # -- stacks -------------------------------------------------------------------------------
+
+    def stack_deploy(self, name: str, compose: dict[str, Any]) -> list[dict[str, Any]]:
+        """`docker stack deploy` of the compose dict (written as JSON, which is YAML)."""
+        body = composefile.with_overlay_mtu(compose)
+        tmp = tempfile.mkdtemp(prefix="nimbus-stack-")
+        try:
+            path = os.path.join(tmp, "compose.json")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(body, f)
+            self.docker(plan.stack_deploy_argv(name, path), timeout=120)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self.stack_services(name)
+
+    def stack_rm(self, name: str) -> None:
+        self.docker(plan.stack_rm_argv(name), timeout=120)
+
+    def stack_services(self, name: str) -> list[dict[str, Any]]:
+        proc = self.docker(plan.stack_services_argv(name), check=False)
+        if proc.returncode != 0:
+            if "nothing found in stack" in (proc.stderr or "").lower():
+                return []
+            raise DockerError(f"docker stack services: {' '.join(proc.stderr.split())[:300]}")
+        return plan.parse_services(proc.stdout, name)
