@@ -66,6 +66,7 @@ class Runner:
         check: bool = True,
         netns: str | None = None,
         timeout: float = 30,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command to completion; raise CommandError on failure when check is true.
 
@@ -82,6 +83,7 @@ class Runner:
                 text=True,
                 timeout=timeout,
                 check=False,
+                env=dict(env) if env is not None else None,
             )
         except FileNotFoundError:
             proc = subprocess.CompletedProcess(full, 127, "", f"{full[0]}: command not found")

@@ -8,7 +8,7 @@ import click
 
 from nimbus.cli.output import emit, output_option, table
 
-_ID_HELP = "Lab id (default: the only lab there is)."
+_ID_HELP = "Lab id (default: the only lab there is, else the newest)."
 
 
 @click.group()
@@ -17,10 +17,15 @@ def lab() -> None:
 
 
 def _open(lab_id: str | None):  # -> Lab (imported lazily)
-    from nimbus.lab.orchestrate import Lab, check_requirements, resolve_id
+    """The lab named by --id, else the only one, else the newest (saying so on stderr)."""
+    from nimbus.lab.orchestrate import Lab, all_labs, check_requirements, resolve_id
 
     check_requirements()
-    return Lab(resolve_id(lab_id))
+    chosen = resolve_id(lab_id, newest=True)
+    if lab_id is None and len(others := [i for i in all_labs() if i != chosen]) > 0:
+        click.echo(f"using lab {chosen}, the newest (also: {', '.join(others)}; "
+                   "choose with --id)", err=True)
+    return Lab(chosen)
 
 
 @lab.command("up")
@@ -51,6 +56,9 @@ def up(nodes: int, lab_id: str | None, keep_on_failure: bool, docker: bool) -> N
     if lab_id in existing:
         raise LabError(f"lab {lab_id} already exists; remove it with `nimbus lab down --id "
                        f"{lab_id}` or pick another --id")
+    if existing:
+        click.echo(f"note: lab(s) {', '.join(existing)} already exist; this makes another lab, "
+                   f"{lab_id}; commands without --id now use it (the newest)", err=True)
     the_lab = Lab(lab_id)
     try:
         times = the_lab.up(nodes, echo=lambda s: click.echo(s, err=True), docker=docker)
@@ -77,10 +85,11 @@ def _print_nodes(the_lab) -> None:
 
 
 def _print_pings(the_lab, retry_for: float) -> bool:
+    """Ping matrix of the members still in the mesh (deleted nodes are left out)."""
     from nimbus.lab.pings import format_matrix
 
-    members = list(the_lab.overlay_ips())
-    matrix = the_lab.ping(retry_for=retry_for)
+    members = the_lab.live_members()
+    matrix = the_lab.ping(members, retry_for=retry_for)
     ok = all(matrix.values())
     click.echo(f"\noverlay ping matrix (ping -c1 -W1, from inside each namespace): "
                f"{sum(matrix.values())}/{len(matrix)} ok")
@@ -117,11 +126,18 @@ def ping(lab_id: str | None) -> None:
 @click.option("--id", "lab_id", default=None, help=_ID_HELP)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def cli(lab_id: str | None, args: tuple[str, ...]) -> None:
-    """Run `nimbus ARGS…` as the lab admin inside the control plane's namespace."""
+    """Run `nimbus ARGS…` as the lab admin inside the control plane's namespace.
+
+    Exits with the inner command's exit code. A token (`--token` or NIMBUS_TOKEN) is passed
+    on, so the command runs as that token's user instead of the lab admin.
+    """
     if not args:
         raise click.UsageError("give the nimbus command to run, e.g. `nimbus lab cli -- node list`")
     the_lab = _open(lab_id)
     argv, env = the_lab.cli_argv(list(args))
+    token = (click.get_current_context().find_root().obj or {}).get("token")
+    if token:
+        env["NIMBUS_TOKEN"] = token
     raise click.exceptions.Exit(subprocess.call(argv, env=env))
 
 

@@ -51,22 +51,39 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, config_path: str | None, token: str | None, token_file: str | None,
         debug: bool) -> None:
     """Nimbus: a self-hosted cloud for bare metal, in one file."""
-    ctx.obj = {"config_path": config_path, "token": token, "token_file": token_file,
-               "debug": debug}
+    ctx.ensure_object(dict).update(config_path=config_path, token=token,
+                                   token_file=token_file, debug=debug)
     if debug:
         from nimbus import logs
 
         logs.setup("debug")
 
 
+# click >= 8.2 signals "no arguments: show the help" with a UsageError subclass.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def run(argv: list[str]) -> int:
-    """Run the CLI; every failure becomes one line on stderr and a non-zero exit code."""
-    debug = "--debug" in argv
+    """Run the CLI; every failure becomes one line on stderr and a non-zero exit code.
+
+    `--debug` counts only as the root option (`nimbus --debug …`): the root callback records
+    it in `obj`, so `nimbus lab cli -- node list --debug` does not turn tracebacks on here.
+    """
+    obj: dict[str, Any] = {}
     try:
-        cli.main(args=argv, prog_name="nimbus", standalone_mode=False)
-        return 0
+        # Under standalone_mode=False click returns the code of an `Exit` (ctx.exit(n),
+        # raise Exit(n)) instead of raising it; commands themselves return None.
+        code = cli.main(args=argv, prog_name="nimbus", standalone_mode=False, obj=obj)
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except _NO_ARGS_IS_HELP as exc:  # `nimbus` or `nimbus node` alone: the help text
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -74,7 +91,7 @@ def run(argv: list[str]) -> int:
         click.echo("aborted", err=True)
         return 130
     except NimbusError as exc:
-        if debug:
+        if obj.get("debug"):
             raise
         click.echo(f"error: {exc.message}", err=True)
         return exc.exit_code
@@ -84,7 +101,7 @@ def run(argv: list[str]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
-        if debug:
+        if obj.get("debug"):
             raise
         click.echo(f"error: unexpected {type(exc).__name__}: {_first_line(exc)} "
                    "(run with --debug for details)", err=True)

@@ -32,7 +32,7 @@ from nimbus.lab import netns, procs
 from nimbus.lab.netns import STATE_ROOT, LabNet
 from nimbus.lab.pings import Matrix, ping_matrix
 from nimbus.lab.procs import child_env, self_command
-from nimbus.sysrun import Runner
+from nimbus.sysrun import CommandError, Runner
 
 log = logging.getLogger("nimbus.lab")
 
@@ -105,8 +105,18 @@ def _valid_id(lab_id: str) -> bool:
         return False
 
 
-def resolve_id(lab_id: str | None, runner: Runner | None = None, **roots: Path) -> str:
-    """The given id, or the only lab there is."""
+def created_at(lab_id: str, *, data_root: Path = DATA_ROOT) -> float:
+    """When `lab up` made the lab (its lab.json), 0 when unknown."""
+    try:
+        data = json.loads((data_root / lab_id / "lab.json").read_text())
+        return float(data.get("created_at", 0)) if isinstance(data, dict) else 0.0
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+def resolve_id(lab_id: str | None, runner: Runner | None = None, *, newest: bool = False,
+               **roots: Path) -> str:
+    """The given id, else the only lab there is, else (newest=True) the newest one."""
     labs = all_labs(runner, **roots)
     if lab_id:
         if lab_id not in labs:
@@ -115,7 +125,10 @@ def resolve_id(lab_id: str | None, runner: Runner | None = None, **roots: Path) 
     if not labs:
         raise NotFound("no lab is running; start one with `nimbus lab up --nodes 3`")
     if len(labs) > 1:
-        raise LabError(f"several labs exist ({', '.join(labs)}); choose one with --id")
+        if not newest:
+            raise LabError(f"several labs exist ({', '.join(labs)}); choose one with --id")
+        data_root = roots.get("data_root", DATA_ROOT)
+        return max(labs, key=lambda i: (created_at(i, data_root=data_root), i))
     return labs[0]
 
 
@@ -246,9 +259,10 @@ class Lab:
 
     def cli(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run `nimbus ARGS` as the lab admin in the cp namespace; LabError on failure."""
-        argv, env = self.cli_argv(args)
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+        prefix, extra = self.command()
+        proc = self.runner.run([*prefix, "--config", str(self.admin_config), *args],
+                               netns=self.net.netns("cp"), env=child_env(extra),
+                               timeout=timeout, check=False)
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise LabError(f"nimbus {' '.join(args)}: {detail[-1] if detail else 'failed'}")
@@ -263,8 +277,8 @@ class Lab:
         argv = [*prefix, "bootstrap", "--data-dir", str(cp / "data"),
                 "--server-config", str(cp / "api.toml"), "--output", str(self.admin_config)]
         # SECURITY: the output carries the secret key once; it stays in admin.json (0600).
-        proc = subprocess.run(self.runner.wrap(argv, self.net.netns("cp")), capture_output=True,
-                              text=True, env=child_env(extra), timeout=60, check=False)
+        proc = self.runner.run(argv, netns=self.net.netns("cp"), env=child_env(extra),
+                               timeout=60, check=False)
         if proc.returncode != 0:
             raise LabError(f"nimbus bootstrap failed: {proc.stderr.strip()}")
         from nimbus.store.files import write_private
@@ -325,7 +339,7 @@ class Lab:
         """`node list` from the API, or None when it does not answer."""
         try:
             return self.cli_json("node", "list")
-        except (LabError, subprocess.TimeoutExpired, ValueError):
+        except (LabError, CommandError, ValueError):
             return None
 
     def wait_ready(self, timeout: float) -> None:
@@ -346,11 +360,11 @@ class Lab:
 
     def peer_keys(self, members: list[str]) -> dict[str, set[str]]:
         """Public keys of each member's WireGuard peers (`wg show IF peers`, in parallel)."""
-        started = {m: subprocess.Popen(
-            self.runner.wrap(["wg", "show", netns.wg_ifname(self.id, m), "peers"],
-                             netns=self.net.netns(m)),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for m in members}
-        return {m: set(p.communicate(timeout=15)[0].split()) for m, p in started.items()}
+        started = {m: self.runner.popen(["wg", "show", netns.wg_ifname(self.id, m), "peers"],
+                                        netns=self.net.netns(m), stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL) for m in members}
+        return {m: set(p.communicate(timeout=15)[0].decode().split())
+                for m, p in started.items()}
 
     def wait_mesh(self, timeout: float) -> bool:
         """Wait until every member has every other member as a peer (peer updates applied)."""
@@ -373,12 +387,27 @@ class Lab:
                            lambda m, argv: self.runner.wrap(argv, netns=self.net.netns(m)),
                            retry_for=retry_for)
 
+    def live_members(self, listed: list[dict[str, Any]] | None = None) -> list[str]:
+        """'cp' and the nodes the API still knows (all recorded nodes when it does not answer).
+
+        A node removed with `node delete` stays in lab.json (its namespace is still there),
+        but status and pings leave it out: it is no longer part of the mesh.
+        """
+        listed = self.api_nodes() if listed is None else listed
+        nodes = self.info.get("nodes", {})
+        if listed is not None:
+            known = {n["id"] for n in listed}
+            nodes = {m: rec for m, rec in nodes.items() if rec["id"] in known}
+        return ["cp", *sorted(nodes, key=int)]
+
     def status(self) -> dict[str, Any]:
-        listed = {n["id"]: n for n in self.api_nodes() or []}
+        answered = self.api_nodes()
+        listed = {n["id"]: n for n in answered or []}
         nodes = []
-        for member, rec in sorted(self.info.get("nodes", {}).items(), key=lambda i: int(i[0])):
+        for member in self.live_members(answered)[1:]:
+            rec = self.info["nodes"][member]
             api = listed.get(rec["id"])
-            status = api.get("status") if api else ("deleted" if listed else "unknown")
+            status = api.get("status") if api else "unknown"
             nodes.append({"id": rec["id"], "name": rec["name"], "member": member,
                           "netns": self.net.netns(member),
                           "interface": netns.wg_ifname(self.id, member),

@@ -97,9 +97,10 @@ def in_ns(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProce
 class LabHandle:
     """The lab under test, driven through `nimbus lab …`."""
 
-    def __init__(self, lab_id: str, up_output: str) -> None:
+    def __init__(self, lab_id: str, up_output: str, up_stderr: str = "") -> None:
         self.id = lab_id
         self.up_output = up_output
+        self.up_stderr = up_stderr
 
     def status(self) -> dict[str, Any]:
         return json.loads(nimbus("lab", "status", "--id", self.id, "-o", "json").stdout)
@@ -183,7 +184,7 @@ def start_lab(nodes: int) -> LabHandle:
     if proc.returncode != 0:
         nimbus("lab", "down", "--id", lab_id, check=False)
         raise AssertionError(f"lab up failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return LabHandle(lab_id, proc.stdout)
+    return LabHandle(lab_id, proc.stdout, proc.stderr)
 
 
 def stop_lab(lab_id: str) -> None:
@@ -326,11 +327,50 @@ def test_control_plane_restart_keeps_the_mesh_working(lab: LabHandle):
     assert lab.peers(lab.members()["cp"]) == keys
 
 
+def test_lab_cli_exits_with_the_inner_commands_code(lab: LabHandle):
+    unknown = "node-00000000deadbeef"
+    inner = nimbus("lab", "cli", "--id", lab.id, "--", "node", "describe", unknown, check=False)
+    assert inner.returncode == 4, (inner.stdout, inner.stderr)
+    assert inner.stderr.count("\n") == 1, inner.stderr
+    # `--debug` after `--` belongs to the inner command, not to `lab cli`: a failure of
+    # `lab cli` itself is still one line, no traceback.
+    outer = nimbus("lab", "cli", "--id", "zz9none", "--", "--debug", "node", "list", check=False)
+    assert outer.returncode == 4 and "Traceback" not in outer.stderr, outer.stderr
+    assert outer.stderr.count("\n") == 1, outer.stderr
+
+
+def test_lab_cli_passes_the_callers_token_on(lab: LabHandle):
+    proc = subprocess.run([*nimbus_cmd(), "lab", "cli", "--id", lab.id, "--", "node", "list"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**env(), "NIMBUS_TOKEN": "not-a-valid-token"})
+    # The lab admin's HMAC key would succeed; the bad token must be what was used.
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+
+
+def test_lab_ping_exits_non_zero_on_a_fail_cell(lab: LabHandle):
+    members = lab.members()
+    n1, cp_ip = members["n1"], members["cp"]["wireguard_ip"]
+    route = ["ip", "route", "add", "blackhole", f"{cp_ip}/32"]
+    assert in_ns(n1["netns"], *route).returncode == 0
+    try:
+        failed = nimbus("lab", "ping", "--id", lab.id, check=False)
+        assert failed.returncode == 1 and "FAIL" in failed.stdout, failed.stdout
+    finally:
+        in_ns(n1["netns"], "ip", "route", "del", "blackhole", f"{cp_ip}/32")
+    assert ping_all(members, settle=10) == []
+    assert nimbus("lab", "ping", "--id", lab.id).returncode == 0
+
+
 def test_a_second_lab_runs_beside_the_first(lab: LabHandle):
     other = start_lab(1)
     try:
         assert other.id != lab.id
         assert "2/2 ok" in other.up_output, other.up_output
+        assert f"this makes another lab, {other.id}" in other.up_stderr, other.up_stderr
+        # Without --id, lab commands use the newest lab and say which.
+        newest = nimbus("lab", "cli", "--", "node", "list", "-o", "json")
+        assert f"using lab {other.id}" in newest.stderr
+        assert [n["name"] for n in json.loads(newest.stdout)] == ["n1"]
         assert ping_all(other.members()) == []
         assert ping_all(lab.members(), settle=5) == []
     finally:
@@ -370,8 +410,10 @@ def test_delete_cuts_the_node_out_of_the_mesh_within_2s(lab: LabHandle):
     assert ping_all(remaining) == []
     probe = cert_probe(lab, victim)
     assert probe in ("401", "403") or probe.startswith("tls-refused"), probe
-    status = {n["name"]: n["status"] for n in lab.status()["nodes"]}
-    assert status["n2"] == "deleted"
+    # A deleted node is no longer a member: status lists and `lab ping` pings only the others.
+    assert {n["name"] for n in lab.status()["nodes"]} == {"n1", "n3"}
+    matrix = nimbus("lab", "ping", "--id", lab.id)
+    assert "6/6 ok" in matrix.stdout and "n2" not in matrix.stdout, matrix.stdout
 
 
 def test_lab_down_leaves_nothing_behind(lab: LabHandle):
