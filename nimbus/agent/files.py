@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from nimbus.config import AgentConfig
-from nimbus.errors import ConfigError
+from nimbus.errors import ConfigError, Conflict
 from nimbus.store.files import ensure_private_dir, fsync_dir, write_private
 
 CONFIG_NAME = "agent.toml"
@@ -50,8 +51,49 @@ class AgentFiles:
     def state(self) -> Path:
         return self.root / "state.json"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "agent.lock"
+
     def prepare(self) -> None:
         ensure_private_dir(self.root)
+
+    def lock(self) -> IO[str]:
+        """Hold the data dir exclusively (flock) while the returned file stays open.
+
+        Two agents on one data dir would join, renew and rewrite the same files; the
+        second one stops here with one line. The kernel drops the lock when the process
+        dies, even by kill -9, so a stale lock file never blocks a restart.
+        """
+        self.prepare()
+        handle = os.fdopen(os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise Conflict(f"another nimbus agent (pid {holder}) already runs on {self.root}; "
+                           "one agent per data dir: stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def lock_holder(self) -> int | None:
+        """The pid of the agent holding the data dir, or None when none does."""
+        try:
+            handle = open(self.lock_file)  # noqa: SIM115 - closed below
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
 
     def enrolled(self) -> bool:
         return self.config.exists() and self.cert.exists() and self.key.exists()

@@ -66,6 +66,7 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
     from nimbus.agent.files import AgentFiles
 
     files = AgentFiles(settings.data_path)
+    lock = files.lock()  # one agent per data dir; held until this process exits
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # during join: unwinds and removes a half-made interface
@@ -87,6 +88,7 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
     Agent(config, files, wireguard, stop).run()
+    lock.close()
 
 
 @agent.command("install")
@@ -95,11 +97,13 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
               help="Agent settings file for the unit to use.")
 @click.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
 @click.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
+@click.option("--now", "start", is_flag=True, help="Also start the service now.")
 @click.pass_context
 def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
-            data_dir_opt: str | None, no_wg_opt: bool) -> None:
-    """Write and enable a hardened systemd unit (nimbus-agent.service) for this node."""
-    from nimbus.cli.systemd import install_unit
+            data_dir_opt: str | None, no_wg_opt: bool, start: bool) -> None:
+    """Write and enable a hardened systemd unit (nimbus-agent.service); --now also starts it."""
+    from nimbus.agent.files import AgentFiles
+    from nimbus.cli.systemd import STATE_DIR, UnitSpec, install_unit
 
     config_file, data_dir, no_wireguard, joining = ctx.obj["agent_args"]
     config_file, data_dir = config_opt or config_file, data_dir_opt or data_dir
@@ -107,6 +111,12 @@ def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
     if joining:
         # SECURITY: a join token must never end up in a unit file.
         raise ConfigError("join first (nimbus agent --join …), then run `nimbus agent install`")
+    settings, explicit = load_settings(config_file, data_dir, no_wireguard)
+    unit_data = str(Path(data_dir or settings.data_dir or STATE_DIR).resolve())
+    # As `agent` itself does: what the join saved in the data dir, explicit settings over it.
+    saved = AgentFiles(Path(unit_data)).config
+    if saved.exists():
+        settings = cfg.load(cfg.AgentConfig, saved, saved, explicit)
     args = ["agent"]
     if config_file:
         args += ["--config", str(Path(config_file).resolve())]
@@ -114,5 +124,11 @@ def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
         args += ["--data-dir", str(Path(data_dir).resolve())]
     if no_wireguard:
         args.append("--no-wireguard")
-    install_unit("nimbus-agent.service", "Nimbus node agent", args,
-                 str(Path(data_dir).resolve()) if data_dir else "/var/lib/nimbus", dry_run)
+    spec = UnitSpec("nimbus-agent.service", "Nimbus node agent", args, unit_data,
+                    wireguard=settings.wireguard,
+                    low_port=settings.wireguard and settings.wireguard_port < 1024)
+    holder = AgentFiles(Path(unit_data)).lock_holder()
+    if holder and not dry_run:
+        click.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
+                   "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
+    install_unit(spec, dry_run, start)

@@ -41,13 +41,23 @@ def load_config(config_file: str | None, listen: str | None, data_dir: str | Non
 
 
 @serve.command("install")
+@click.option("--config", "config_opt", type=click.Path(dir_okay=False), default=None,
+              help="Server config for the unit to use.")
+@click.option("--listen", "listen_opt", default=None, help="HOST:PORT for the unit to use.")
+@click.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
+@click.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
+@click.option("--now", "start", is_flag=True, help="Also start the service now.")
 @click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
 @click.pass_context
-def install(ctx: click.Context, dry_run: bool) -> None:
-    """Write and enable a hardened systemd unit (nimbus.service) for the control plane."""
-    from nimbus.cli.systemd import install_unit
+def install(ctx: click.Context, config_opt: str | None, listen_opt: str | None,
+            data_dir_opt: str | None, no_wg_opt: bool, start: bool, dry_run: bool) -> None:
+    """Write and enable a hardened systemd unit (nimbus.service); --now also starts it."""
+    from nimbus.cli.systemd import STATE_DIR, UnitSpec, install_unit
 
     config_file, listen, data_dir, no_wireguard = ctx.obj["serve_args"]
+    config_file, listen = config_opt or config_file, listen_opt or listen
+    data_dir, no_wireguard = data_dir_opt or data_dir, no_wireguard or no_wg_opt
+    config = load_config(config_file, listen, data_dir, no_wireguard)  # validates it now
     args = ["serve"]
     if config_file:
         args += ["--config", str(Path(config_file).resolve())]
@@ -57,5 +67,10 @@ def install(ctx: click.Context, dry_run: bool) -> None:
         args += ["--data-dir", str(Path(data_dir).resolve())]
     if no_wireguard:
         args.append("--no-wireguard")
-    install_unit("nimbus.service", "Nimbus control plane", args,
-                 data_dir or "/var/lib/nimbus", dry_run)
+    # The unit runs as root: its data dir is the configured one, else root's default.
+    unit_data = str(Path(data_dir or config.data_dir or STATE_DIR).resolve())
+    low = cfg.parse_listen(config.listen)[1] < 1024 or (
+        config.wireguard and config.wireguard_port < 1024)
+    spec = UnitSpec("nimbus.service", "Nimbus control plane", args, unit_data,
+                    wireguard=config.wireguard, low_port=low)
+    install_unit(spec, dry_run, start)
