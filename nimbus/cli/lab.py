@@ -135,7 +135,9 @@ def cli(lab_id: str | None, args: tuple[str, ...]) -> None:
         raise click.UsageError("give the nimbus command to run, e.g. `nimbus lab cli -- node list`")
     the_lab = _open(lab_id)
     argv, env = the_lab.cli_argv(list(args))
-    token = (click.get_current_context().find_root().obj or {}).get("token")
+    from nimbus.cli.context import bearer_token
+
+    token = bearer_token(click.get_current_context())
     if token:
         env["NIMBUS_TOKEN"] = token
     raise click.exceptions.Exit(subprocess.call(argv, env=env))
