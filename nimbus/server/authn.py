@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ from nimbus.errors import Forbidden, Unauthorized
 from nimbus.security import hmac_sign as hs
 from nimbus.security import tokens
 from nimbus.server import iam
+from nimbus.server.replay import NonceCache
 from nimbus.server.state import State
 
 
@@ -24,41 +24,14 @@ class Principal:
     access_key: str | None = None
 
 
-class NonceCache:
-    """Nonces seen per key while their timestamp is inside the skew window: a replay.
-
-    An entry is needed only until its request's timestamp leaves the window (after that
-    the skew check refuses the replay anyway), so it is kept until timestamp + ttl, and
-    pruned oldest-first from a queue instead of rebuilding the whole map: at 2,000
-    signed requests/s the old rebuild touched 1.2 million entries every 5 s. Keys are
-    128-bit digests of (access key, nonce), a third of the memory of the string pairs.
-    """
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._seen: dict[bytes, float] = {}
-        self._order: deque[bytes] = deque()
-        self._lock = threading.Lock()
-
-    def first_use(self, key: str, nonce: str, now: float, when: float) -> bool:
-        """`when` is the request's (already skew-checked) timestamp."""
-        digest = hashlib.blake2b(f"{key}\n{nonce}".encode(), digest_size=16).digest()
-        expires = when + self.ttl
-        with self._lock:
-            while self._order and self._seen.get(self._order[0], 0.0) <= now:
-                self._seen.pop(self._order.popleft(), None)
-            if digest in self._seen:
-                return False
-            self._seen[digest] = expires
-            self._order.append(digest)
-            return True
-
-
 class Authenticator:
     def __init__(self, state: State) -> None:
         self.state = state
-        # A nonce is remembered until its timestamp is more than MAX_SKEW in the past.
-        self.nonces = NonceCache(hs.MAX_SKEW_SEC + 5)
+        # A nonce is remembered until its timestamp is more than MAX_SKEW in the past, in
+        # memory and in a journal that outlives this process (server/replay.py).
+        self.nonces = NonceCache(hs.MAX_SKEW_SEC + 5, hs.MAX_SKEW_SEC,
+                                 state.data_dir / "replay")
+        self.nonces.load(state.now())
         self._certs: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._certs_lock = threading.Lock()
         self.verified_tokens = tokens.VerifiedTokens()
@@ -94,6 +67,9 @@ class Authenticator:
         when = hs.parse_timestamp(timestamp)
         if when is None or abs(now - when) > hs.MAX_SKEW_SEC:
             raise Unauthorized("request timestamp is missing or outside the allowed skew")
+        if when < self.nonces.not_before:
+            # SECURITY: signed before a reboot; its nonce may be lost with the page cache.
+            raise Unauthorized("request was signed before the server restarted; sign it again")
         if not hs.NONCE_RE.match(nonce):
             raise Unauthorized("nonce must be at least 16 random bytes in lowercase hex")
         key = self.state.store.read("keys").get(access_key) if len(access_key) <= 64 else None
