@@ -28,6 +28,13 @@ def load_cli_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"reading {path}: {exc}") from None
     if not isinstance(data, dict) or not data.get("api_url"):
         raise ConfigError(f"{path} is not a Nimbus CLI config (api_url missing)")
+    from nimbus.cli.trust import check_api_url
+    from nimbus.errors import BadRequest
+
+    try:
+        check_api_url(str(data["api_url"]))
+    except BadRequest as exc:
+        raise ConfigError(f"{path}: {exc.message}; fix it with `nimbus configure`") from None
     if os.stat(path).st_mode & 0o077:
         raise ConfigError(f"{path} holds a secret key but others can read it; "
                           f"fix it with: chmod 600 {path}")
