@@ -54,6 +54,8 @@ def _local_bootstrap(data_dir: str | None, server_config: str | None) -> tuple[d
 
     config = cfg.load(cfg.ServerConfig, Path(server_config) if server_config else None,
                       cfg.SERVER_CONFIG_PATH, {"data_dir": data_dir})
+    if not config.data_dir:  # neither --data-dir, NIMBUS_DATA_DIR nor the config file named one
+        _refuse_a_second_control_plane(config.data_path)
     state = open_state(config)
     result = iam.bootstrap(state, via="local")
     api_url = config.direct_api_url
@@ -61,6 +63,22 @@ def _local_bootstrap(data_dir: str | None, server_config: str | None) -> tuple[d
     if endpoint.exists():
         api_url = json.loads(endpoint.read_text()).get("api_url", api_url)
     return result, state.keys.ca_pem, api_url
+
+
+def _refuse_a_second_control_plane(data_path: Path) -> None:
+    """The default data dir without a CA would become a new control plane: refuse that while
+    a server on this host runs with another data dir (its credentials would not work there)."""
+    from nimbus.errors import Conflict
+    from nimbus.server import instances
+
+    if (data_path / "ca.crt").exists():
+        return
+    others = instances.others(data_path) or []
+    if others:
+        rec = others[0]
+        raise Conflict(f"the control plane running on this host (pid {rec.get('pid')}) uses "
+                       f"data dir {rec.get('data_dir')}, not {data_path}; run `nimbus "
+                       f"bootstrap --data-dir {rec.get('data_dir')}`")
 
 
 def _remote_bootstrap(api_url: str, secret: str) -> tuple[dict, str]:

@@ -174,8 +174,8 @@ def ensure_bootstrap_secret(state: State) -> None:
         path.unlink(missing_ok=True)
     elif not path.exists():
         write_private(path, secrets.token_hex(32) + "\n")
-        log.info("not bootstrapped yet: run `nimbus bootstrap` on this host, or use the "
-                 "one-time secret in %s for a remote bootstrap", path)
+        log.info("not bootstrapped yet: run `nimbus bootstrap --data-dir %s` on this host, or "
+                 "use the one-time secret in %s for a remote bootstrap", state.data_dir, path)
 
 
 def bootstrap(state: State, via: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nimbus.config import ServerConfig, parse_listen
+from nimbus.server import instances
 from nimbus.server.state import State, open_state
 from nimbus.store.files import write_private
 
@@ -55,6 +56,7 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     server.start()
     write_private(config.data_path / "endpoint.json",
                   json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))
+    record = instances.register(config.data_path, config.direct_api_url)
     log.info("nimbus API listening on https://%s:%d (SANs: %s)", host, server.bound_port,
              ", ".join(required_sans(config)))
     if ready is not None:
@@ -67,4 +69,5 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     server.stop()
     for fn in reversed(stops):
         fn()
+    instances.unregister(record)
     log.info("stopped")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import stat
+from pathlib import Path
+
+import pytest
 
 from nimbus.security.pki import ca_fingerprint, create_ca
 from nimbus.server.iam import bootstrap_proof
@@ -157,3 +162,30 @@ def test_configure_from_file_with_api_url_override(server, cli, admin, tmp_path)
     r = other.run("configure", "--api-url", "http://x:1", "--access-key", "a", "--secret-key",
                   "b", check=False)
     assert "https://" in _one_line_error(r)
+
+
+def test_the_servers_hint_names_its_data_dir_and_plain_bootstrap_refuses_another(
+        server, cli, tmp_path):
+    assert f"nimbus bootstrap --data-dir {server.data_dir}" in server.log()
+    from nimbus.server import instances
+
+    record = instances.runtime_dir() / f"{server.proc.pid}.json"
+    assert json.loads(record.read_text())["data_dir"] == str(server.data_dir.resolve())
+    # Plain `nimbus bootstrap` (the default data dir: /var/lib/nimbus as root, else an empty
+    # HOME's ~/.nimbus) must not create a second control plane while this one runs elsewhere.
+    home = Cli(tmp_path / "plain")
+    default = Path("/var/lib/nimbus") if os.geteuid() == 0 else home.home / ".nimbus"
+    if (default / "ca.crt").exists() or Path("/etc/nimbus/api.toml").exists():
+        pytest.skip(f"a real installation lives in {default} or /etc/nimbus")
+    existed = default.exists()
+    try:
+        r = home.run("bootstrap", check=False)
+        assert r.returncode == 5 and "uses data dir" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and not (default / "ca.crt").exists()
+    finally:
+        if not existed and default.exists():
+            shutil.rmtree(default)
+    # The hint's command works.
+    cli.run("bootstrap", "--data-dir", str(server.data_dir))
+    server.stop()
+    assert not record.exists()
