@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from nimbus.cli.context import api, bearer_token
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
 from nimbus.cli.secrets import read_secret, secret_options
+from nimbus.errors import ConfigError
 
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
 
@@ -49,13 +52,38 @@ def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
 @click.option("--user-id", required=True)
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
+@click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a ready connection config with the new key to FILE (0600) instead "
+                   "of printing the secret.")
 @output_option
 @click.pass_context
 def create_key(ctx: click.Context, user_id: str, current_password: str | None,
-               current_password_file: str | None, fmt: str) -> None:
-    """Create an API key pair; the secret is shown once."""
+               current_password_file: str | None, config_file: str | None, fmt: str) -> None:
+    """Create an API key pair; the secret is shown once (or written with --write-config)."""
+    from pathlib import Path
+
+    from nimbus.cli.context import config_path, load_cli_config
+
+    target = Path(config_file) if config_file else None
+    if target is not None and target.exists():
+        raise ConfigError(f"{target} already exists; choose a new file")
     body = _reauth(ctx, current_password, current_password_file)
-    emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", body), fmt)
+    data = api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", body)
+    if target is None:
+        emit(data, fmt)
+        return
+    from nimbus.store.files import write_private
+
+    current = load_cli_config(config_path((ctx.find_root().obj or {}).get("config_path")))
+    connection = {"api_url": current["api_url"], "access_key": data["access_key"],
+                  "secret_key": data["secret_key"], "tls_ca": current.get("tls_ca")}
+    write_private(target, json.dumps(connection, indent=2) + "\n")  # SECURITY: 0600
+    shown = {k: v for k, v in data.items() if k != "secret_key"}
+    emit({**shown, "config_file": str(target)}, fmt)
+    if fmt != "json":
+        click.echo(f"connection config written to {target} (0600); use it with "
+                   f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
+                   err=True)
 
 
 @iam.command("list-keys")

@@ -146,3 +146,23 @@ def test_password_change_by_admin_ends_old_sessions(server, cli, admin):
     r = cli.run("iam", "set-password", "--user-id", user["id"], "--password", "short",
                 check=False)
     assert r.returncode == 1 and "at least 8" in r.stderr
+
+
+def test_create_key_writes_a_ready_connection_config(server, cli, admin, tmp_path):
+    user = cli.json("iam", "create-user", "--username", "ci-bot")
+    conn = tmp_path / "ci-bot.json"
+    r = cli.run("iam", "create-key", "--user-id", user["id"], "--write-config", str(conn))
+    saved = json.loads(conn.read_text())
+    assert (conn.stat().st_mode & 0o777) == 0o600
+    assert saved["secret_key"] not in r.stdout + r.stderr  # written, not printed
+    assert saved["api_url"] == server.url and saved["tls_ca"] == server.ca_pem()
+    assert saved["access_key"] in r.stdout
+    # Ready to use as it is, and accepted by configure --from.
+    bot = Cli(tmp_path / "bot")
+    assert bot.run("--config", str(conn), "iam", "get-token").returncode == 0
+    bot.run("configure", "--from", str(conn))
+    again = cli.run("iam", "create-key", "--user-id", user["id"], "--write-config", str(conn),
+                    check=False)
+    assert again.returncode == 6 and "already exists" in again.stderr
+    assert json.loads(conn.read_text()) == saved
+    assert len(cli.json("iam", "list-keys", "--user-id", user["id"])) == 1
