@@ -12,6 +12,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from nimbus.logs import mask
 from nimbus.security import passwords, tokens
+from nimbus.server.ratelimit import username_key
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.iam")
@@ -29,8 +30,8 @@ def public_key(key: dict[str, Any]) -> dict[str, Any]:
 
 
 def _find_username(users: dict[str, Any], username: str) -> dict[str, Any] | None:
-    lowered = username.lower()
-    return next((u for u in users.values() if u["username"].lower() == lowered), None)
+    wanted = username_key(username)
+    return next((u for u in users.values() if username_key(u["username"]) == wanted), None)
 
 
 def get_user(state: State, user_id: str) -> dict[str, Any]:
@@ -132,19 +133,18 @@ def issue_token(state: State, user: dict[str, Any], via: str) -> dict[str, Any]:
 
 def login(state: State, username: str, password: str, source: str) -> dict[str, Any]:
     now = state.now()
-    state.throttle.check(username, source, now)
+    attempt = state.throttle.attempt(username, source)  # counted now: parallel tries wait
     user = _find_username(state.store.read("users"), username)
     # SECURITY: verify_password spends one scrypt even when the user does not exist.
     ok = passwords.verify_password(password, user.get("password_hash") if user else None)
     if not ok or user is None:
-        state.throttle.failed(username, source, now)
         # SECURITY: an unknown "username" may be a password typed into the wrong field,
         # so only known users are named; others are logged as a short hash.
         who = ({"user_id": user["id"]} if user else
                {"unknown_user_sha256": hashlib.sha256(username.encode()).hexdigest()[:12]})
         state.audit.record("login.failed", now, source=source, **who)
         raise Unauthorized("invalid username or password")
-    state.throttle.succeeded(username)
+    state.throttle.succeeded(attempt)
     state.audit.record("login.ok", now, user_id=user["id"], source=source)
     return issue_token(state, user, via="login")
 
@@ -206,15 +206,15 @@ def remote_bootstrap(state: State, ca_fingerprint: str, nonce: str, proof: str,
                      source: str) -> dict[str, Any]:
     path = state.data_dir / BOOTSTRAP_FILE
     now = state.now()
-    state.throttle.check("#bootstrap", source, now)
+    attempt = state.throttle.attempt("#bootstrap", source)  # per source, like logins
     secret = path.read_text().strip() if path.exists() else ""
     expected = bootstrap_proof(secret or secrets.token_hex(32), state.keys.ca_fingerprint, nonce)
     if not secret or not hmac.compare_digest(expected, proof):
-        state.throttle.failed("#bootstrap", source, now)
         state.audit.record("bootstrap.refused", now, source=source)
         if is_bootstrapped(state):
             raise Conflict("this control plane is already bootstrapped")
         raise Forbidden("bootstrap secret or CA fingerprint does not match")
     if not hmac.compare_digest(ca_fingerprint, state.keys.ca_fingerprint):
         raise Forbidden("bootstrap secret or CA fingerprint does not match")
+    state.throttle.succeeded(attempt)
     return bootstrap(state, via=f"remote:{source}")

@@ -91,8 +91,8 @@ def test_remote_bootstrap_with_the_secret_file(server, cli, tmp_path):
     # Local and remote attempts are now refused.
     r = cli.run("bootstrap", "--data-dir", str(server.data_dir), check=False)
     assert "already bootstrapped" in _one_line_error(r)
-    r = cli.run("bootstrap", "--api-url", server.url, "--bootstrap-secret", "0" * 64,
-                check=False)
+    r = cli.run("bootstrap", "--api-url", server.url, check=False,
+                env={"NIMBUS_BOOTSTRAP_SECRET": "0" * 64})
     assert "already bootstrapped" in _one_line_error(r) and r.returncode == 5
 
 
@@ -105,8 +105,8 @@ def test_remote_bootstrap_secret_from_stdin_and_env(server, cli):
 
 def test_remote_bootstrap_with_the_wrong_secret_is_refused(server, cli):
     secret_file = server.data_dir / "bootstrap.secret"
-    r = cli.run("bootstrap", "--api-url", server.url, "--bootstrap-secret",
-                secrets.token_hex(32), check=False)
+    r = cli.run("bootstrap", "--api-url", server.url, check=False,
+                env={"NIMBUS_BOOTSTRAP_SECRET": secrets.token_hex(32)})
     assert "does not match" in _one_line_error(r) and r.returncode == 3
     assert r.stdout == ""
     assert secret_file.exists()

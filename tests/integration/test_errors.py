@@ -162,12 +162,12 @@ def test_cli_api_errors_are_one_line_with_exit_codes(cli, admin):
 
 
 def test_cli_auth_errors(cli, admin):
-    r = cli.run("--token", "garbage", "iam", "list-users", check=False)
+    r = cli.run("--token-file", "-", "iam", "list-users", check=False, input="garbage\n")
     assert r.returncode == 3 and _one_error_line(r) == "error: invalid token"
     r = cli.run("iam", "list-users", check=False, env={"NIMBUS_TOKEN": "garbage"})
     assert r.returncode == 3 and _one_error_line(r) == "error: invalid token"
-    r = cli.run("iam", "login", "--username", "admin", "--password", "wrong-password",
-                check=False)
+    r = cli.run("iam", "login", "--username", "admin", check=False,
+                env={"NIMBUS_PASSWORD": "wrong-password"})
     assert r.returncode == 3 and "invalid username or password" in _one_error_line(r)
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nimbus.config import ServerConfig
-from nimbus.errors import Unauthorized
+from nimbus.errors import Throttled, Unauthorized
 from nimbus.server import iam
 from nimbus.server.ratelimit import LoginThrottle
 from nimbus.server.state import open_state
@@ -40,16 +40,28 @@ def test_sixth_wrong_password_is_throttled_then_any_source_limit(server, ops):
 
 
 def test_throttle_windows_with_a_controlled_clock():
-    throttle = LoginThrottle()
+    now = [1000.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
     for _ in range(5):
-        throttle.check("dave", "10.0.0.1", 1000.0)
-        throttle.failed("dave", "10.0.0.1", 1000.0)
-    from nimbus.errors import Throttled
-
+        throttle.attempt("dave", "10.0.0.1")
     with pytest.raises(Throttled) as err:
-        throttle.check("dave", "10.0.0.2", 1000.0 + 899)  # another source: still the user
-    assert err.value.retry_after >= 1
-    throttle.check("dave", "10.0.0.2", 1000.0 + 901)  # 15 minutes later it is over
+        throttle.attempt("Dave", "10.0.0.1")  # compared the way login compares names
+    assert err.value.retry_after == 900
+    throttle.attempt("dave", "10.0.0.2")  # another source is not locked out
+    now[0] += 899
+    with pytest.raises(Throttled):
+        throttle.attempt("dave", "10.0.0.1")
+    now[0] += 2
+    throttle.attempt("dave", "10.0.0.1")  # 15 minutes later it is over
+
+
+def test_an_ipv6_client_counts_as_its_slash_64():
+    throttle = LoginThrottle(clock=lambda: 5.0)
+    for i in range(20):
+        throttle.attempt(f"user{i}", f"2001:db8:1:2::{i + 1:x}")
+    with pytest.raises(Throttled):
+        throttle.attempt("another", "2001:db8:1:2:ffff::1")
+    throttle.attempt("another", "2001:db8:1:3::1")
 
 
 @pytest.fixture
