@@ -160,7 +160,7 @@ def _interface_name(name: str) -> None:
 def load(cls: type[Any], path: Path | None, default_path: Path,
          overrides: dict[str, Any] | None = None) -> Any:
     """Read TOML (an explicit path must exist), apply non-None overrides, validate."""
-    import tomllib
+    from nimbus.compat import tomllib
 
     values: dict[str, Any] = {}
     source = path or (default_path if default_path.exists() else None)

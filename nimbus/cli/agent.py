@@ -48,7 +48,7 @@ def agent(ctx: click.Context, join: bool, token: str | None, token_file: str | N
 def load_settings(config_file: str | None, data_dir: str | None,
                   no_wireguard: bool) -> tuple[cfg.AgentConfig, dict[str, Any]]:
     """The operator's settings, and the keys set explicitly (they win over saved ones)."""
-    import tomllib
+    from nimbus.compat import tomllib
 
     overrides = {"data_dir": data_dir, "wireguard": False if no_wireguard else None}
     path = Path(config_file) if config_file else None

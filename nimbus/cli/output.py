@@ -43,7 +43,7 @@ def cell(value: Any) -> str:
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     grid = [[safe(c.upper()) for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
                      for row in grid)
 
 

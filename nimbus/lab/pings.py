@@ -65,5 +65,5 @@ def format_matrix(members: list[str], matrix: Matrix) -> str:
                  for dst in members]
         rows.append([label[src], *cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
                      for r in rows)

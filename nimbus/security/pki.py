@@ -19,7 +19,7 @@ SERVER_LIFETIME_DAYS = 825
 
 
 def _utc(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.UTC)
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

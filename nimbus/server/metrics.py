@@ -41,7 +41,7 @@ class Metrics:
             lines.append("# TYPE nimbus_http_request_seconds histogram")
             for route, buckets in sorted(self.latency.items()):
                 total = 0
-                for bound, n in zip((*BUCKETS, float("inf")), buckets, strict=True):
+                for bound, n in zip((*BUCKETS, float("inf")), buckets):
                     total += n
                     le = "+Inf" if bound == float("inf") else f"{bound:g}"
                     lines.append(f'nimbus_http_request_seconds_bucket{{route="{route}",'
