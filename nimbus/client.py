@@ -1,26 +1,41 @@
 """HTTPS client for the Nimbus API (stdlib only): HMAC, bearer or mTLS, one kept-alive connection.
 
 The only place where error responses are turned back into NimbusError exceptions.
+
+HTTP/1.1 is spoken directly over `socket` + `ssl` rather than through http.client, whose
+import (email.parser & co.) cost the CLI ~8 ms of its start-up on every command. It speaks
+only what the Nimbus API needs: one request at a time on a persistent connection,
+Content-Length or chunked bodies, `Connection: close`, interim 1xx answers skipped.
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import json
+import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from nimbus.errors import ERROR_BY_STATUS, NimbusError, Throttled, Unavailable
 
+MAX_LINE = 65536
+MAX_HEADERS = 100
+MAX_BODY = 64 * 1024 * 1024
 
-@dataclass(frozen=True)
+
 class HmacAuth:
-    access_key: str
-    secret_key: str
+    """Signs each request with an access key (its secret never appears in repr)."""
+
+    __slots__ = ("access_key", "secret_key")
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+
+    def __repr__(self) -> str:
+        return f"HmacAuth(access_key={self.access_key!r})"
 
     def headers(self, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
         from nimbus.security.hmac_sign import sign_headers
@@ -28,9 +43,16 @@ class HmacAuth:
         return sign_headers(self.access_key, self.secret_key, method, path, body, now)
 
 
-@dataclass(frozen=True)
 class BearerAuth:
-    token: str
+    """Sends a JWT (never shown in repr)."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=...)"
 
     def headers(self, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -50,6 +72,124 @@ def tls_context(ca_pem: str | None, cert_file: str | None = None,
     return ctx
 
 
+def split_url(base_url: str) -> tuple[str, int, str]:
+    """https://HOST[:PORT][/prefix] -> (host, port, prefix); IPv6 hosts in brackets."""
+    bad = NimbusError(f"API URL must look like https://HOST:PORT, got {base_url!r}")
+    if not isinstance(base_url, str) or not base_url.lower().startswith("https://"):
+        raise bad
+    hostport, slash, path = base_url[len("https://"):].partition("/")
+    if "@" in hostport or any(c.isspace() for c in base_url):
+        raise bad
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise bad
+        port_text = rest[1:]
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not host or (port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536)):
+        raise bad
+    prefix = ("/" + path.split("?", 1)[0].split("#", 1)[0]).rstrip("/") if slash else ""
+    return host, int(port_text) if port_text else 443, prefix
+
+
+class _Closed(Exception):
+    """The server closed the connection before a complete response."""
+
+
+class _Protocol(Exception):
+    """The server's answer is not HTTP/1.x as we speak it."""
+
+
+class _Connection:
+    """One TLS connection and its buffered reader."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.used = False
+
+    def close(self) -> None:
+        for closer in (self.reader.close, self.sock.close):
+            with contextlib.suppress(OSError):
+                closer()
+
+    def line(self) -> bytes:
+        data = self.reader.readline(MAX_LINE + 1)
+        if len(data) > MAX_LINE:
+            raise _Protocol("header line too long")
+        return data
+
+    def exactly(self, n: int) -> bytes:
+        data = self.reader.read(n)
+        if len(data) != n:
+            raise _Closed
+        return data
+
+    def response(self, method: str) -> tuple[int, dict[str, str], bytes, bool]:
+        """(status, lower-cased headers, body, keep-alive) of the next final response."""
+        while True:
+            status_line = self.line()
+            if not status_line:
+                raise _Closed
+            version, _, rest = status_line.decode("latin-1").rstrip("\r\n").partition(" ")
+            code = rest[:3]
+            if not version.startswith("HTTP/1.") or not code.isdigit():
+                raise _Protocol(f"bad status line {status_line[:40]!r}")
+            status = int(code)
+            headers: dict[str, str] = {}
+            for _ in range(MAX_HEADERS + 1):
+                line = self.line()
+                if line in (b"\r\n", b"\n"):
+                    break
+                if not line:
+                    raise _Closed
+                name, sep, value = line.decode("latin-1").partition(":")
+                if not sep:
+                    raise _Protocol("bad header line")
+                headers[name.strip().lower()] = value.strip()
+            else:
+                raise _Protocol("too many headers")
+            if 100 <= status < 200:  # interim (100 Continue): the real answer follows
+                continue
+            break
+        keep = version != "HTTP/1.0" and "close" not in headers.get("connection", "").lower()
+        if method == "HEAD" or status in (204, 304):
+            return status, headers, b"", keep
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return status, headers, self._chunked(), keep
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > MAX_BODY:
+                raise _Protocol("bad Content-Length")
+            return status, headers, self.exactly(int(length)), keep
+        body = self.reader.read(MAX_BODY + 1)  # no length: the body ends with the connection
+        if len(body) > MAX_BODY:
+            raise _Protocol("response too large")
+        return status, headers, body, False
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            size_text = self.line().split(b";", 1)[0].strip()
+            if not size_text:
+                raise _Closed
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _Protocol("bad chunk size") from None
+            if size == 0:
+                while self.line() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise _Protocol("response too large")
+            parts.append(self.exactly(size))
+            self.exactly(2)  # CRLF after each chunk
+
+
 class ApiClient:
     """One base URL, one TLS context, one persistent connection (not thread-safe)."""
 
@@ -57,69 +197,84 @@ class ApiClient:
                  cert_file: str | None = None, key_file: str | None = None,
                  timeout: float = 30.0, clock: Callable[[], float] = time.time,
                  context: ssl.SSLContext | None = None) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise NimbusError(f"API URL must look like https://HOST:PORT, got {base_url!r}")
+        self.host, self.port, self.prefix = split_url(base_url)
         self.base_url = base_url.rstrip("/")
-        self.host = parts.hostname
-        self.port = parts.port or 443
-        self.prefix = parts.path.rstrip("/")
         self.auth = auth
         self.timeout = timeout
         self.clock = clock
         self.context = context or tls_context(ca_pem, cert_file, key_file)
-        self._conn: http.client.HTTPSConnection | None = None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = f"{host}:{self.port}"
+        self._conn: _Connection | None = None
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _connection(self, timeout: float) -> http.client.HTTPSConnection:
+    def _connection(self, timeout: float) -> _Connection:
         if self._conn is None:
-            self._conn = http.client.HTTPSConnection(
-                self.host, self.port, context=self.context, timeout=timeout)
-        self._conn.timeout = timeout
-        if self._conn.sock is not None:
-            self._conn.sock.settimeout(timeout)
+            raw = socket.create_connection((self.host, self.port), timeout=timeout)
+            try:
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock = self.context.wrap_socket(raw, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
+            self._conn = _Connection(sock)
+        self._conn.sock.settimeout(timeout)
         return self._conn
+
+    def _head(self, method: str, path: str, headers: dict[str, str], length: int) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}",
+                 f"Content-Length: {length}"]
+        for name, value in headers.items():
+            value = str(value)
+            if any(c in name or c in value for c in "\r\n\0") or ":" in name:
+                raise NimbusError(f"invalid HTTP header {name!r}")
+            lines.append(f"{name}: {value}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def raw(self, method: str, path: str, body: Any = None, timeout: float | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """Send one request; retry once on a stale kept-alive connection."""
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         full_path = self.prefix + path
+        if any(c in full_path for c in " \r\n\0"):
+            raise NimbusError(f"invalid request path {full_path!r}")
         for attempt in (1, 2):
             hdrs = {"Content-Type": "application/json", "Accept": "application/json"}
             if self.auth is not None:
                 hdrs.update(self.auth.headers(method, full_path, payload, self.clock()))
             hdrs.update(headers or {})
-            conn = self._connection(timeout or self.timeout)
-            fresh = conn.sock is None
+            head = self._head(method, full_path, hdrs, len(payload))
+            reused = False
             try:
-                conn.request(method, full_path, body=payload or None, headers=hdrs)
-                resp = conn.getresponse()
-                data = resp.read()
+                conn = self._connection(timeout or self.timeout)
+                reused = conn.used
+                conn.used = True
+                conn.sock.sendall(head + payload)
+                status, resp_headers, data, keep = conn.response(method)
             except ssl.SSLCertVerificationError as exc:
                 self.close()
                 raise Unavailable(f"TLS verification of {self.base_url} failed: "
                                   f"{exc.verify_message}") from None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+            except (_Closed, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
+                    ssl.SSLZeroReturnError):
                 self.close()
-                if attempt == 1 and not fresh:
+                if attempt == 1 and reused:
                     continue
                 raise Unavailable(f"the API at {self.base_url} closed the connection") from None
-            except TimeoutError:
+            except (TimeoutError, socket.timeout):  # distinct classes before Python 3.10
                 self.close()
                 raise Unavailable(f"the API at {self.base_url} did not answer in time") from None
-            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            except (OSError, ssl.SSLError, _Protocol) as exc:
                 self.close()
                 reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise Unavailable(f"cannot reach the API at {self.base_url}: {reason}") from None
-            if resp.getheader("Connection", "").lower() == "close":
+            if not keep:
                 self.close()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+            return status, resp_headers, data
         raise AssertionError("unreachable")
 
     def request(self, method: str, path: str, body: Any = None,

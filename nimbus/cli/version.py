@@ -1,4 +1,4 @@
-"""`nimbus version`: client (and server) version."""
+"""`nimbus version`: client (and server) version, and the Python and platform it runs on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from nimbus import __version__
-from nimbus.cli.context import config_path
+from nimbus.cli.context import config_file
 from nimbus.cli.output import emit, output_option
 from nimbus.errors import NimbusError
 
@@ -17,12 +17,15 @@ from nimbus.errors import NimbusError
 @output_option
 @click.pass_context
 def version(ctx: click.Context, fmt: str) -> None:
-    """Print the client version, and the server's when a config exists."""
+    """Print the client version, the Python and platform it runs on, and the server's
+    version when a config exists."""
     from nimbus.cli.context import api
+    from nimbus.launcher import describe_platform, describe_python
 
-    info: dict[str, Any] = {"client": __version__}
+    info: dict[str, Any] = {"client": __version__, "python": describe_python(),
+                            "platform": describe_platform()}
     root = ctx.find_root().obj or {}
-    if os.path.exists(config_path(root.get("config_path"))):
+    if os.path.exists(config_file(root.get("config_path"))):
         try:
             info["server"] = api(ctx, auth=False).request("GET", "/v1/version")["version"]
         except NimbusError as exc:
