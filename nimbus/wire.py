@@ -195,7 +195,7 @@ JOIN_TOKEN_FIELDS = (
 
 
 def encode_join_token(fields: dict[str, Any]) -> str:
-    """`nimbus-join-v1.` + base64url(JSON) — DESIGN §3.4."""
+    """`nimbus-join-v1.` + base64url(JSON) — design.md §3.4."""
     body = json.dumps({k: fields[k] for k in JOIN_TOKEN_FIELDS}, separators=(",", ":"))
     return JOIN_TOKEN_PREFIX + b64url_encode(body.encode())
 

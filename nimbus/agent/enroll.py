@@ -43,7 +43,7 @@ def overlay_cidr(wg_ip: str, subnet: str) -> str:
 
 
 def control_plane_ip(subnet: str) -> str:
-    """The first host of the overlay subnet is the control plane (DESIGN §3.7)."""
+    """The first host of the overlay subnet is the control plane (design.md §3.7)."""
     return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
 
 

@@ -1,4 +1,4 @@
-"""HMAC-SHA256 request signing (DESIGN §3.2): one implementation for CLI and server."""
+"""HMAC-SHA256 request signing (design.md §3.2): one implementation for CLI and server."""
 
 from __future__ import annotations
 

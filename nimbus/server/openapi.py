@@ -215,7 +215,7 @@ def document(server_url: str | None = None) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Nimbus control plane API", "version": __version__,
                  "description": "JSON in, JSON out: {\"data\": …} on success, "
-                                "{\"error\": \"…\"} on failure (DESIGN §5a)."},
+                                "{\"error\": \"…\"} on failure (design.md §5a)."},
         "paths": _paths(),
         "components": {"securitySchemes": {
             "hmacAccessKey": {"type": "apiKey", "in": "header", "name": "X-Access-Key",

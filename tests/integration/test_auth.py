@@ -1,4 +1,4 @@
-"""Operator authentication against the real server: every rejection rule of DESIGN §3.2."""
+"""Operator authentication against the real server: every rejection rule of design.md §3.2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bootstrap (DESIGN §3.3): local on the host, remote with the one-time secret, never twice."""
+"""Bootstrap (design.md §3.3): local on the host, remote with the one-time secret, never twice."""
 
 from __future__ import annotations
 

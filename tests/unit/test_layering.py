@@ -1,4 +1,4 @@
-"""The layering rules of CONVENTIONS.md, enforced: a forbidden import fails the build."""
+"""The layering rules of docs/architecture.md, enforced: a forbidden import fails the build."""
 
 from __future__ import annotations
 
