@@ -20,8 +20,8 @@ def node() -> None:
 
 
 @node.command("add")
-@click.option("--get-token", is_flag=True, required=True,
-              help="Create a pending node and print its one-time join token.")
+@click.option("--get-token", is_flag=True, hidden=True,
+              help="Accepted for compatibility: the token is always printed.")
 @click.option("--ip", "ip_address", required=True, help="The node's public/LAN IP address.")
 @click.option("--name", default=None, help="A unique name (default derived from the ID).")
 @output_option
