@@ -125,6 +125,21 @@ def set_password(state: State, user_id: str, password: str, actor: str) -> None:
     state.audit.record("password.changed", state.now(), user_id=user_id, actor=actor)
 
 
+def confirm_password(state: State, user_id: str, password: str | None, source: str) -> None:
+    """The caller behind a bearer token proves it knows its password (throttled like login)."""
+    user = get_user(state, user_id)
+    if not user.get("password_hash"):
+        raise Forbidden("this user has no password, so a bearer token cannot be confirmed; "
+                        "sign the request with an API key (HMAC) instead of --token")
+    if not password:
+        raise BadRequest("current_password is required when using a bearer token")
+    attempt = state.throttle.attempt(user["username"], source)
+    if not passwords.verify_password(password, user["password_hash"]):
+        state.audit.record("reauth.failed", state.now(), user_id=user_id, source=source)
+        raise Forbidden("current password is wrong")
+    state.throttle.succeeded(attempt)
+
+
 def issue_token(state: State, user: dict[str, Any], via: str) -> dict[str, Any]:
     token, exp = tokens.issue(state.keys.jwt_secret, user, state.now())
     state.audit.record("token.issued", state.now(), user_id=user["id"], via=via)

@@ -111,6 +111,9 @@ def _op_id(summary: str) -> str:
     return words[0].lower() + "".join(w.capitalize() for w in words[1:])
 
 
+# Required when the request carries a bearer token (a JWT alone cannot mint credentials).
+CURRENT_PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024,
+                    "description": "the caller's password; required with a bearer token"}
 USER_AUTH = (401,)
 ADMIN_AUTH = (401, 403)
 UID = [_param("user_id", "user")]
@@ -156,14 +159,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
     p["/v1/iam/users/{user_id}/keys"] = {
         "get": _op("List a user's API keys", OPERATOR, (401, 403, 404), list_of(KEY),
                    params=UID, tag="iam"),
-        "post": _op("Create an API key (secret shown once)", OPERATOR, (201, 401, 403, 404), KEY,
-                    obj({}), UID, tag="iam")}
+        "post": _op("Create an API key (secret shown once)", OPERATOR,
+                    (201, 401, 403, 404, 429), KEY, obj({"current_password": CURRENT_PASSWORD}),
+                    UID, tag="iam")}
     p["/v1/iam/users/{user_id}/keys/{access_key}"] = {"delete": _op(
         "Delete an API key", OPERATOR, (401, 403, 404), ANY_OBJECT,
         params=[*UID, _param("access_key", "key")], tag="iam")}
     p["/v1/iam/users/{user_id}/password"] = {"post": _op(
-        "Set a user's password", OPERATOR, (401, 403, 404), ANY_OBJECT,
-        obj({"password": {"type": "string", "minLength": 8, "maxLength": 1024}}, ("password",)),
+        "Set a user's password", OPERATOR, (401, 403, 404, 429), ANY_OBJECT,
+        obj({"password": {"type": "string", "minLength": 8, "maxLength": 1024},
+             "current_password": CURRENT_PASSWORD}, ("password",)),
         UID, tag="iam")}
     p["/v1/nodes"] = {
         "get": _op("List nodes", OPERATOR, USER_AUTH, list_of(NODE_OBJ), tag="nodes"),

@@ -21,7 +21,10 @@ LOGIN_SCHEMA = {
     "username": wire.Field(wire.string(256), required=True),
     "password": wire.Field(wire.string(1024), required=True),
 }
-PASSWORD_SCHEMA = {"password": wire.Field(wire.string(1024), required=True)}
+CURRENT_PASSWORD = wire.Field(wire.string(1024))  # required with a JWT (iam.confirm_password)
+PASSWORD_SCHEMA = {"password": wire.Field(wire.string(1024), required=True),
+                   "current_password": CURRENT_PASSWORD}
+KEY_SCHEMA = {"current_password": CURRENT_PASSWORD}
 BOOTSTRAP_SCHEMA = {
     "ca_fingerprint": wire.Field(wire.string(64, HEX64), required=True),
     "nonce": wire.Field(wire.string(128, NONCE), required=True),
@@ -72,9 +75,10 @@ def register(r: Router) -> None:
         _self_or_admin(ctx, user_id)
         return iam.list_keys(ctx.state, user_id)
 
-    @r.add("POST", "/v1/iam/users/<user_id>/keys", auth="user", schema={}, status=201)
+    @r.add("POST", "/v1/iam/users/<user_id>/keys", auth="user", schema=KEY_SCHEMA, status=201)
     def create_key(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
+        _reauthenticate(ctx)
         return iam.create_key(ctx.state, user_id, actor=_actor(ctx))
 
     @r.add("DELETE", "/v1/iam/users/<user_id>/keys/<access_key>", auth="user")
@@ -86,6 +90,7 @@ def register(r: Router) -> None:
     @r.add("POST", "/v1/iam/users/<user_id>/password", auth="user", schema=PASSWORD_SCHEMA)
     def set_password(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
+        _reauthenticate(ctx)
         iam.set_password(ctx.state, user_id, ctx.body["password"], actor=_actor(ctx))
         return {"id": user_id, "password_changed": True}
 
@@ -94,6 +99,14 @@ def _self_or_admin(ctx: Ctx, user_id: str) -> None:
     wire.check_id("user", user_id)
     assert ctx.principal is not None
     require_self_or_admin(ctx.principal, user_id)
+
+
+def _reauthenticate(ctx: Ctx) -> None:
+    """SECURITY: a stolen 1-hour JWT must not become a key or a password that never expire."""
+    assert ctx.principal is not None
+    if ctx.principal.via == "jwt":
+        iam.confirm_password(ctx.state, ctx.principal.user_id,
+                             ctx.body.get("current_password"), ctx.source)
 
 
 def _actor(ctx: Ctx) -> str:
