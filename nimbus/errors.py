@@ -72,6 +72,13 @@ class StoreError(NimbusError):
     exit_code = 7
 
 
+class DiskFull(StoreError):
+    """A write failed because the file system (or the quota) is full; nothing was changed."""
+
+    status = 507
+    exit_code = 8
+
+
 ERROR_BY_STATUS: dict[int, type[NimbusError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -79,4 +86,5 @@ ERROR_BY_STATUS: dict[int, type[NimbusError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    507: DiskFull,
 }

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from nimbus.errors import ConfigError
-from nimbus.store.files import write_private
 
 PREFIX = "enc1:"
 
@@ -24,9 +23,7 @@ class SecretBox:
 
     @classmethod
     def from_file(cls, path: Path) -> SecretBox:
-        """Load the key, creating it (0600) on first use."""
-        if not path.exists():
-            write_private(path, base64.b64encode(os.urandom(32)) + b"\n")
+        """Load the key (KeyMaterial creates it on a control plane's first start)."""
         try:
             key = base64.b64decode(path.read_bytes().strip(), validate=True)
         except (OSError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -11,7 +12,13 @@ from pathlib import Path
 from nimbus.config import ServerConfig
 from nimbus.errors import ConfigError
 from nimbus.security import pki
-from nimbus.store.files import ensure_private_dir, unsafe_permissions, write_private, write_public
+from nimbus.store.files import (
+    ensure_private_dir,
+    remove_stale_temps,
+    unsafe_permissions,
+    write_private,
+    write_public,
+)
 
 log = logging.getLogger("nimbus.ca")
 SECRET_FILES = ("ca.key", "server.key", "jwt.key", "store.key", "wg.key", "bootstrap.secret",
@@ -25,27 +32,46 @@ class KeyMaterial:
         self.data_dir = ensure_private_dir(data_dir)
         self.now = now
         # SECURITY: store files hold password hashes and sealed keys: private like the keys.
-        store_files = sorted((self.data_dir / "store").glob("*"))
+        store_files = sorted((self.data_dir / "store").glob("[!.]*"))
         problems = unsafe_permissions([self.data_dir, self.data_dir / "store"]
                                       + [self.data_dir / n for n in SECRET_FILES] + store_files)
         if problems:
             raise ConfigError("refusing to start with readable secrets: " + "; ".join(problems))
+        remove_stale_temps(self.data_dir)
         self.ca_cert_path = self.data_dir / "ca.crt"
         self.ca_key_path = self.data_dir / "ca.key"
-        if not self.ca_key_path.exists():
+        # Until a store exists nothing depends on these keys yet, so a first start that was
+        # interrupted half-way simply creates them again. Afterwards a missing key is an error:
+        # a new CA or store key would silently orphan every certificate and API key issued.
+        self.initialized = (self.data_dir / "store" / "meta.json").exists()
+        if not (self.ca_key_path.exists() and self.ca_cert_path.exists()):
+            self._refuse_to_recreate(self.ca_key_path, self.ca_cert_path)
             cert, key = pki.create_ca(now)
             write_private(self.ca_key_path, key)
             write_public(self.ca_cert_path, cert)
             log.info("created a new CA in %s", self.ca_cert_path)
-        self.ca_pem = self.ca_cert_path.read_text()
-        self.ca_key_pem = self.ca_key_path.read_text()
-        self.ca_fingerprint = pki.ca_fingerprint(self.ca_pem)
-        self.jwt_secret = self._random_file("jwt.key")
+        try:
+            self.ca_pem = self.ca_cert_path.read_text()
+            self.ca_key_pem = self.ca_key_path.read_text()
+            self.ca_fingerprint = pki.ca_fingerprint(self.ca_pem)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"reading the CA in {self.data_dir}: {exc}; restore the data "
+                              "dir from a backup (nimbus restore)") from None
+        self.jwt_secret = self._random_file("jwt.key", secrets.token_hex(32) + "\n")
+        self._random_file("store.key", base64.b64encode(os.urandom(32)).decode() + "\n")
 
-    def _random_file(self, name: str) -> bytes:
+    def _refuse_to_recreate(self, *paths: Path) -> None:
+        if self.initialized:
+            missing = ", ".join(str(p) for p in paths if not p.exists())
+            raise ConfigError(f"{missing} is missing from an existing control plane; restore "
+                              "the data dir from a backup (nimbus restore) - a new key would "
+                              "invalidate every credential issued with the old one")
+
+    def _random_file(self, name: str, fresh: str) -> bytes:
         path = self.data_dir / name
         if not path.exists():
-            write_private(path, secrets.token_hex(32) + "\n")
+            self._refuse_to_recreate(path)
+            write_private(path, fresh)
         return path.read_text().strip().encode()
 
     def server_cert(self, config: ServerConfig) -> tuple[Path, Path]:

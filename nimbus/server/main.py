@@ -47,27 +47,34 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    state, app = build(config)
-    cert, key = state.keys.server_cert(config)
-    context = server_tls_context(cert, key, state.keys.ca_cert_path)
-    host, port = parse_listen(config.listen)
-    stops = _services(state)
-    server = ApiServer(app, host, port, context, config.threads, config.max_threads)
-    server.start()
-    write_private(config.data_path / "endpoint.json",
-                  json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))
-    record = instances.register(config.data_path, config.direct_api_url)
-    log.info("nimbus API listening on https://%s:%d (SANs: %s)", host, server.bound_port,
-             ", ".join(required_sans(config)))
-    if ready is not None:
-        ready.set()
-    stop.wait()
-    log.info("stopping")
-    from nimbus.server import tasks
+    from nimbus.server import tasks, verify
 
-    tasks.waiters(state).close()  # long-polls would hold worker threads for up to 25 s
-    server.stop()
-    for fn in reversed(stops):
-        fn()
-    instances.unregister(record)
+    verify.check_before_start(config.data_path)  # one line naming the file, before anything
+    state, app = build(config)
+    stops: list[Callable[[], None]] = []
+    server = record = None
+    try:  # whatever fails from here on, everything started so far is stopped again
+        cert, key = state.keys.server_cert(config)
+        context = server_tls_context(cert, key, state.keys.ca_cert_path)
+        host, port = parse_listen(config.listen)
+        stops = _services(state)
+        server = ApiServer(app, host, port, context, config.threads, config.max_threads)
+        server.start()
+        write_private(config.data_path / "endpoint.json",
+                      json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))
+        record = instances.register(config.data_path, config.direct_api_url)
+        log.info("nimbus API listening on https://%s:%d (SANs: %s)", host, server.bound_port,
+                 ", ".join(required_sans(config)))
+        if ready is not None:
+            ready.set()
+        stop.wait()
+        log.info("stopping")
+    finally:
+        tasks.waiters(state).close()  # long-polls would hold worker threads for up to 25 s
+        if server is not None:
+            server.stop()
+        for fn in reversed(stops):
+            fn()
+        if record is not None:
+            instances.unregister(record)
     log.info("stopped")

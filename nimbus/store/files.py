@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 from pathlib import Path
+
+from nimbus.errors import DiskFull
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -23,10 +29,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
-    """Replace path with data so a crash leaves either the old or the new file, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def disk_full(path: Path) -> DiskFull:
+    return DiskFull(f"the disk holding {path} is full (or its quota is used up); nothing was "
+                    "changed: free some space and retry")
+
+
+def temp_name(path: Path) -> Path:
+    """`.<name>.<pid>.w<random>.tmp` next to path: the pid tells a live writer from a dead one."""
+    return path.with_name(f".{path.name}.{os.getpid()}.w{secrets.token_hex(4)}.tmp")
+
+
+def stage(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """Write data to a durable temp file next to path; the caller renames it into place.
+
+    On failure nothing is left behind; a full disk raises DiskFull naming the directory.
+    """
+    tmp = temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            raise disk_full(path.parent) from None
+        raise
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)
@@ -34,15 +58,61 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = Tr
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            raise disk_full(path.parent) from None
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
+    """Replace path with data so a crash leaves either the old or the new file, never a torn one."""
+    tmp = stage(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: Path, all_writers: bool = False) -> list[str]:
+    """Delete the temp files of interrupted writes in directory; returns their names.
+
+    By default only those of dead processes (and never our own): another live process may be
+    writing right now. all_writers=True is for a caller that holds the lock of every writer.
+    """
+    removed = []
+    try:
+        candidates = list(directory.glob(".*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        parts = tmp.name.split(".")  # ['', name..., pid, ('w' + random), 'tmp']
+        field = parts[-3] if parts[-2].startswith("w") else parts[-2]
+        pid = int(field) if field.isdigit() else None
+        if not all_writers and (pid is None or pid == os.getpid() or _pid_alive(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp.name)
+    return removed
 
 
 def write_private(path: Path, data: str | bytes) -> None:

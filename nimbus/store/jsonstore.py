@@ -3,6 +3,11 @@
 Readers get cached snapshots that they must not mutate; a transaction works on deep
 copies and swaps them in only after the files are durably on disk, so neither another
 thread nor a crash ever sees a half-applied change.
+
+A multi-file commit first stages every new file as a durable temp file, then writes a small
+journal naming them (the commit point), then renames them into place. A failure before the
+commit point (a full disk, say) removes the staged files and changes nothing; after it, only
+renames remain, which need no space, and recovery finishes them after a crash.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import copy
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -19,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.errors import StoreError
-from nimbus.store.files import atomic_write, ensure_private_dir, fsync_dir
+from nimbus.store.files import (
+    atomic_write,
+    ensure_private_dir,
+    fsync_dir,
+    remove_stale_temps,
+    stage,
+)
 
+log = logging.getLogger("nimbus.store")
 SCHEMA_VERSION = 1
 JOURNAL = "_journal.json"
 META = "meta"
@@ -61,8 +74,13 @@ class Store:
         self._path_strs: dict[str, str] = {}  # validated collection file names, for read()
         self._held = threading.local()  # flock depth of this thread (flock is per fd)
         self._lock_path = self.root / "store.lock"
+        self._collections: set[str] = set()  # collections meta.json says must exist
         with self._locked(fcntl.LOCK_EX):
             self._recover()
+            removed = remove_stale_temps(self.root, all_writers=True)
+            if removed:
+                log.info("removed %d temp file(s) of interrupted writes in %s",
+                         len(removed), self.root)
             self._migrate()
 
     # -- locking -------------------------------------------------------------
@@ -97,25 +115,23 @@ class Store:
             raise StoreError(f"invalid collection name {name!r}")
         return self.root / f"{name}.json"
 
-    def _load(self, name: str) -> dict[str, Any]:
+    def _load(self, name: str, schema: int | None = None) -> dict[str, Any]:
         path = self._path(name)
         try:
             st = path.stat()
         except FileNotFoundError:
+            if name in self._collections or name in self._read_meta().get("collections", ()):
+                raise StoreError(f"store file {path} is missing although the store wrote it "
+                                 "before; restore it from a backup (nimbus restore)") from None
             self._cache[name] = ((0, 0, 0), {})
             return self._cache[name][1]
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = self._cache.get(name)
         if cached and cached[0] == stamp:
             return cached[1]
-        try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"reading store file {path}: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
-            raise StoreError(f"reading store file {path}: not a Nimbus store document")
-        self._cache[name] = (stamp, doc["data"])
-        return doc["data"]
+        data = load_document(path, self.schema_version if schema is None else schema)
+        self._cache[name] = (stamp, data)
+        return data
 
     def read(self, name: str) -> dict[str, Any]:
         """A snapshot of a collection (do not mutate it)."""
@@ -179,73 +195,170 @@ class Store:
         with self._mutex, self._locked(fcntl.LOCK_EX):
             self._recover()
             path = self._path(name)
+            if name not in self._collections:
+                self._commit({name: data})
+                return
             atomic_write(path, _encode(self._document(data)))
             st = path.stat()
             self._cache[name] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of the store as one consistent set ({file name: bytes}), for a backup.
+
+        Taken under the exclusive lock after finishing any interrupted commit, so it holds
+        no half-done transaction, even while a server writes to the same store.
+        """
+        with self._mutex, self._locked(fcntl.LOCK_EX):
+            self._recover()
+            names = sorted(p.name for p in self.root.glob("*.json") if p.name != JOURNAL)
+            return {name: (self.root / name).read_bytes() for name in names}
 
     def _commit(self, changed: dict[str, dict[str, Any]],
                 meta: dict[str, Any] | None = None) -> None:
         """Write the changed collections (and meta.json) as one all-or-nothing step."""
         files = {n: self._document(d) for n, d in changed.items()}
+        new = set(changed) - self._collections
+        if new and meta is None:
+            meta = self._read_meta()
         if meta is not None:
+            meta = {**meta, "collections": sorted(set(meta.get("collections", ())) | new
+                                                  | self._collections)}
             files[META] = meta
-        if len(files) > 1:
-            payload = _encode(files)
-            journal = {"sha256": hashlib.sha256(payload).hexdigest(), "files": files}
-            atomic_write(self.root / JOURNAL, _encode(journal))
-        for name, body in files.items():
-            atomic_write(self._path(name), _encode(body), sync_dir=False)
-        if len(files) > 1:
-            os.unlink(self.root / JOURNAL)
-        fsync_dir(self.root)
+        if len(files) == 1:
+            ((name, body),) = files.items()
+            atomic_write(self._path(name), _encode(body))
+        else:
+            staged: dict[str, str] = {}
+            try:
+                for name, body in files.items():
+                    staged[name] = stage(self._path(name), _encode(body)).name
+                # The commit point: once the journal is on disk the commit happens.
+                atomic_write(self.root / JOURNAL, _encode({"version": 2, "staged": staged}))
+            except BaseException:
+                for tmp in staged.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.root / tmp)
+                raise
+            try:
+                self._apply_staged(staged)
+            except OSError as exc:
+                # Durable already; the next locked read or write finishes it (see _recover).
+                log.error("commit recorded but not yet applied, will finish on next access: "
+                          "%s", exc)
+                for name in changed:
+                    self._cache.pop(name, None)
+                return
+        if meta is not None:
+            self._collections = set(meta["collections"])
         for name in changed:
             self._cache.pop(name, None)
             self._load(name)
 
+    def _apply_staged(self, staged: dict[str, str]) -> None:
+        """Rename the staged files of a committed journal into place, then drop the journal."""
+        for name, tmp in staged.items():
+            src = self.root / tmp
+            if src.exists():
+                os.replace(src, self._path(name))
+        fsync_dir(self.root)
+        os.unlink(self.root / JOURNAL)
+        fsync_dir(self.root)
+
     def _document(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"schema": self.schema_version, "data": data}
 
+    def _read_meta(self) -> dict[str, Any]:
+        path = self.root / "meta.json"
+        try:
+            meta = json.loads(path.read_bytes())
+            int(meta["schema"])
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"reading {path}: {exc}; restore it from a backup") from None
+        if not isinstance(meta.get("collections", []), list):
+            raise StoreError(f"reading {path}: collections is not a list")
+        return meta
+
     def _recover(self) -> None:
-        """Finish (or discard) a multi-file commit that a crash interrupted."""
+        """Finish a multi-file commit that a crash interrupted after its commit point."""
         journal = self.root / JOURNAL
         if not journal.exists():
             return
         try:
             doc = json.loads(journal.read_bytes())
+        except ValueError:
+            doc = None  # torn: the crash came before the commit point
+        if isinstance(doc, dict) and doc.get("version") == 2:
+            staged = doc.get("staged")
+            if not isinstance(staged, dict) or not all(
+                    isinstance(t, str) and t.startswith(".") and t.endswith(".tmp")
+                    and "/" not in t for t in staged.values()):
+                raise StoreError(f"{journal} is not a Nimbus journal; move it away and "
+                                 "check the store with nimbus doctor")
+            for name in staged:
+                self._path(name)  # validates the collection name
+            self._apply_staged(staged)
+        else:
+            self._recover_legacy(journal, doc)
+        remove_stale_temps(self.root, all_writers=True)
+        self._cache.clear()
+        self._collections = set(self._read_meta().get("collections", ()))
+
+    def _recover_legacy(self, journal: Path, doc: Any) -> None:
+        """A journal written by an older Nimbus holds every file body and their checksum."""
+        try:
             ok = doc["sha256"] in (hashlib.sha256(_encode(doc["files"])).hexdigest(),
                                    hashlib.sha256(_legacy_encode(doc["files"])).hexdigest())
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             ok = False
         if ok:
             for name, body in doc["files"].items():
                 atomic_write(self._path(name), _encode(body), sync_dir=False)
         os.unlink(journal)
         fsync_dir(self.root)
-        self._cache.clear()
 
     def _migrate(self) -> None:
         meta_path = self.root / "meta.json"
-        if not meta_path.exists():
-            existing = [p for p in self.root.glob("*.json") if p.name != JOURNAL]
-            version = 1 if existing else self.schema_version
-        else:
-            try:
-                version = int(json.loads(meta_path.read_bytes())["schema"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise StoreError(f"reading {meta_path}: {exc}") from None
+        existing = sorted(p.stem for p in self.root.glob("*.json")
+                          if p.name not in (JOURNAL, "meta.json"))
+        meta = self._read_meta()
+        if not meta:
+            # No meta.json: a new store, or one written before meta.json existed (version 1).
+            meta = {"schema": 1 if existing else self.schema_version}
+        version = int(meta["schema"])
         if version > self.schema_version:
             raise StoreError(f"the store at {self.root} has schema {version}, newer than this "
                              f"Nimbus understands ({self.schema_version}); upgrade Nimbus")
+        self._collections = set(meta.get("collections", ()))
         if version < self.schema_version:
-            names = [p.stem for p in self.root.glob("*.json")
-                     if p.name not in (JOURNAL, "meta.json")]
-            data = {n: copy.deepcopy(self._load(n)) for n in names}
+            data = {n: copy.deepcopy(self._load(n, schema=version)) for n in existing}
             for v in range(version, self.schema_version):
                 if v not in self._migrations:
                     raise StoreError(f"no migration from store schema {v} to {v + 1}")
                 self._migrations[v](data)
             # The data and the new version land together, so a crash half-way never makes
             # the next start run a migration a second time on already migrated data.
-            self._commit(data, meta={"schema": self.schema_version})
-        elif not meta_path.exists():
-            atomic_write(meta_path, _encode({"schema": self.schema_version}))
+            self._commit(data, meta={"schema": self.schema_version,
+                                     "collections": sorted(set(existing) | set(data))})
+        elif not meta_path.exists() or "collections" not in meta:
+            # Record which collections exist, so a file that goes missing later is an error
+            # instead of an empty collection (a store written before this knew no such list).
+            meta = {"schema": version, "collections": existing}
+            atomic_write(meta_path, _encode(meta))
+            self._collections = set(existing)
+
+
+def load_document(path: Path, schema: int) -> dict[str, Any]:
+    """The data of one collection file, checked for shape and schema version."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"reading store file {path}: {exc}; restore it from a backup") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
+        raise StoreError(f"reading store file {path}: not a Nimbus store document; "
+                         "restore it from a backup")
+    if doc.get("schema") != schema:
+        raise StoreError(f"store file {path} has schema {doc.get('schema')!r} but the store "
+                         f"is at schema {schema}; restore it from a backup")
+    return doc["data"]

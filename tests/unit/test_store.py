@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.errors import StoreError
+from nimbus.errors import DiskFull, StoreError
 from nimbus.store import SCHEMA_VERSION, Store, jsonstore
 from nimbus.store.files import atomic_write, unsafe_permissions
 
@@ -173,7 +174,7 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFull, match=f"the disk holding {tmp_path} is full"):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
@@ -272,7 +273,7 @@ def test_nested_transaction_is_refused_not_deadlocked(tmp_path):
 def test_new_store_records_its_schema_version(tmp_path):
     Store(tmp_path / "s")
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
-    assert meta == {"schema": SCHEMA_VERSION}
+    assert meta == {"schema": SCHEMA_VERSION, "collections": []}
     assert mode(tmp_path / "s" / "meta.json") == 0o600
 
 
@@ -297,7 +298,8 @@ def test_migration_rewrites_data_and_meta(tmp_path):
     assert store.read("users") == {"u1": {"username": "ada"}, "u2": {"username": "bob"}}
     assert store.read("keys") == {"k1": {"user": "u1"}}
     assert store.read("settings") == {"migrated": True}
-    assert json.loads((root / "meta.json").read_text()) == {"schema": 2}
+    assert json.loads((root / "meta.json").read_text()) == {
+        "schema": 2, "collections": ["keys", "settings", "users"]}
     for name in ("users", "keys", "settings"):
         assert json.loads((root / f"{name}.json").read_text())["schema"] == 2
     assert not (root / jsonstore.JOURNAL).exists()
@@ -314,32 +316,36 @@ def test_migration_runs_every_step_in_order(tmp_path):
     migrations = {1: lambda d: steps.append(1), 2: lambda d: steps.append(2)}
     Store(root, migrations=migrations, schema_version=3)
     assert steps == [1, 2]
-    assert json.loads((root / "meta.json").read_text()) == {"schema": 3}
+    assert json.loads((root / "meta.json").read_text())["schema"] == 3
+
+
+def _crash_on_rename_to(monkeypatch, target: str) -> None:
+    """Simulate a crash (an exception nothing catches) when a file is renamed onto target."""
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == target:
+            raise KeyboardInterrupt("simulated crash")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def test_migration_and_meta_commit_together(tmp_path, monkeypatch):
     """A crash between the data and meta.json must not make the next start migrate twice."""
     root = tmp_path / "s"
     _v1_store(root)
-    real = jsonstore.atomic_write
-    written: list[str] = []
-
-    def crash_after_first_file(path, data, mode=0o600, sync_dir=True):
-        if path.name != jsonstore.JOURNAL and written:
-            raise KeyboardInterrupt("simulated crash")
-        if path.name != jsonstore.JOURNAL:
-            written.append(path.name)
-        return real(path, data, mode=mode, sync_dir=sync_dir)
-
-    monkeypatch.setattr(jsonstore, "atomic_write", crash_after_first_file)
+    _crash_on_rename_to(monkeypatch, "users.json")  # after the journal, before every file
     with pytest.raises(KeyboardInterrupt):
         Store(root, migrations={1: _to_v2}, schema_version=2)
-    monkeypatch.setattr(jsonstore, "atomic_write", real)
+    monkeypatch.undo()
+    assert (root / jsonstore.JOURNAL).exists()
     calls = []
     store = Store(root, migrations={1: lambda d: (calls.append(1), _to_v2(d))},
                   schema_version=2)
     assert calls == []  # the journal finished the migration, meta included
     assert store.read("users") == {"u1": {"username": "ada"}, "u2": {"username": "bob"}}
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_store_without_meta_is_treated_as_version_1(tmp_path):
@@ -357,7 +363,7 @@ def test_newer_store_is_refused_with_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match=r"schema 3, newer than .*\(1\); upgrade Nimbus"):
         Store(root)
     # Refusing must not have touched the store.
-    assert json.loads((root / "meta.json").read_text()) == {"schema": 3}
+    assert json.loads((root / "meta.json").read_text())["schema"] == 3
 
 
 def test_unreadable_meta_is_a_clear_error(tmp_path):
@@ -419,22 +425,119 @@ def test_torn_or_forged_journal_is_discarded(tmp_path):
     assert store.read("a") == {"n": 1} and not (root / jsonstore.JOURNAL).exists()
 
 
-def test_crash_in_the_middle_of_a_commit_is_completed(tmp_path, monkeypatch):
+def test_crash_after_the_commit_point_is_completed(tmp_path, monkeypatch):
     root = tmp_path / "s"
     store = _two_collections(root, 1)
-    real = jsonstore.atomic_write
-
-    def crash_on_b(path, data, mode=0o600, sync_dir=True):
-        if path.name == "b.json":
-            raise KeyboardInterrupt("simulated crash")
-        return real(path, data, mode=mode, sync_dir=sync_dir)
-
-    monkeypatch.setattr(jsonstore, "atomic_write", crash_on_b)
+    _crash_on_rename_to(monkeypatch, "b.json")
     with pytest.raises(KeyboardInterrupt), store.transaction("a", "b") as tx:
         tx["a"]["n"] = 2
         tx["b"]["n"] = 2
-    monkeypatch.setattr(jsonstore, "atomic_write", real)
+    monkeypatch.undo()
     assert json.loads((root / "a.json").read_text())["data"] == {"n": 2}
     assert json.loads((root / "b.json").read_text())["data"] == {"n": 1}  # torn on disk…
     fresh = Store(root)
     assert fresh.read("a") == {"n": 2} and fresh.read("b") == {"n": 2}  # …but never seen
+
+
+def test_crash_before_the_commit_point_is_rolled_back(tmp_path, monkeypatch):
+    root = tmp_path / "s"
+    store = _two_collections(root, 1)
+    _crash_on_rename_to(monkeypatch, jsonstore.JOURNAL)
+    with pytest.raises(KeyboardInterrupt), store.transaction("a", "b") as tx:
+        tx["a"]["n"] = 2
+        tx["b"]["n"] = 2
+    monkeypatch.undo()
+    fresh = Store(root)
+    assert fresh.read("a") == {"n": 1} and fresh.read("b") == {"n": 1}
+    assert sorted(p.name for p in root.iterdir()) == ["a.json", "b.json", "meta.json",
+                                                      "store.lock"]
+
+
+def _full_disk_on(monkeypatch, fragment: str) -> None:
+    """os.write fails with ENOSPC for files whose name contains fragment."""
+    real = os.write
+
+    def write(fd, data):
+        if fragment in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize("fails", [".b.json", "._journal.json"])
+def test_full_disk_mid_commit_changes_nothing_now_or_later(tmp_path, monkeypatch, fails):
+    """The old journal replayed a commit the client was told had failed: never again."""
+    root = tmp_path / "s"
+    store = _two_collections(root, 1)
+    _full_disk_on(monkeypatch, fails)
+    with pytest.raises(DiskFull, match=f"the disk holding {root} is full"), \
+            store.transaction("a", "b") as tx:
+        del tx["a"]["n"]
+        tx["b"]["n"] = 2
+    # Reads keep working while the disk is still full.
+    assert store.read("a") == {"n": 1} and store.read("b") == {"n": 1}
+    monkeypatch.undo()
+    assert sorted(p.name for p in root.iterdir()) == ["a.json", "b.json", "meta.json",
+                                                      "store.lock"]
+    fresh = Store(root)  # nothing to replay once space is back
+    assert fresh.read("a") == {"n": 1} and fresh.read("b") == {"n": 1}
+    with fresh.transaction("a") as tx:
+        tx["a"]["n"] = 3
+    assert Store(root).read("a") == {"n": 3}
+
+
+def test_temp_files_of_interrupted_writes_are_removed_on_open(tmp_path):
+    root = tmp_path / "s"
+    _two_collections(root, 1)
+    for name in (".a.json.999999.tmp", ".b.json.4242.w1a2b3c4d.tmp"):
+        (root / name).write_bytes(b"x" * 1_200_000)
+    Store(root)
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_of_another_schema_is_a_clear_error(tmp_path):
+    root = tmp_path / "s"
+    _two_collections(root, 1)
+    (root / "a.json").write_text(json.dumps({"schema": 7, "data": {"n": 1}}))
+    with pytest.raises(StoreError, match=r"a\.json has schema 7 but the store is at schema 1"):
+        Store(root).read("a")
+
+
+def test_a_missing_collection_file_is_an_error_not_empty(tmp_path):
+    root = tmp_path / "s"
+    _two_collections(root, 1)
+    (root / "a.json").unlink()
+    with pytest.raises(StoreError, match=r"a\.json is missing.*restore it from a backup"):
+        Store(root).read("a")
+    assert Store(root).read("never_written") == {}
+
+
+def test_a_store_without_the_collection_list_learns_it_on_open(tmp_path):
+    root = tmp_path / "s"
+    _two_collections(root, 1)
+    (root / "meta.json").write_text(json.dumps({"schema": 1}))
+    Store(root)
+    assert json.loads((root / "meta.json").read_text())["collections"] == ["a", "b"]
+
+
+def test_new_collections_are_recorded_by_replace_and_transaction(tmp_path):
+    root = tmp_path / "s"
+    store = Store(root)
+    store.replace("hot", {"x": 1})
+    with store.transaction("cold") as tx:
+        tx["cold"]["y"] = 2
+    assert json.loads((root / "meta.json").read_text())["collections"] == ["cold", "hot"]
+    store.replace("hot", {"x": 2})
+    assert Store(root).read("hot") == {"x": 2}
+
+
+def test_a_forged_journal_cannot_rename_files_from_elsewhere(tmp_path):
+    root = tmp_path / "s"
+    _two_collections(root, 1)
+    (tmp_path / "evil.tmp").write_text("{}")
+    (root / jsonstore.JOURNAL).write_text(json.dumps(
+        {"version": 2, "staged": {"a": "../evil.tmp"}}))
+    with pytest.raises(StoreError, match="not a Nimbus journal"):
+        Store(root)
+    assert json.loads((root / "a.json").read_text())["data"] == {"n": 1}
