@@ -54,6 +54,9 @@ class ServerConfig:
     max_threads: int = 512
     log_level: str = "info"
     extra_sans: list[str] = field(default_factory=list)
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_files: int = 5
+    audit_aggregate_sec: int = 60
 
     def validate(self) -> ServerConfig:
         parse_listen(self.listen)
@@ -71,6 +74,9 @@ class ServerConfig:
         _range("long_poll_sec", self.long_poll_sec, 0, 120)
         _range("threads", self.threads, 1, 4096)
         _range("max_threads", self.max_threads, -1, 16384)
+        _range("audit_max_bytes", self.audit_max_bytes, 64 * 1024, 1024**3)
+        _range("audit_files", self.audit_files, 1, 100)
+        _range("audit_aggregate_sec", self.audit_aggregate_sec, 0, 3600)
         _interface_name(self.interface)
         if self.public_address:
             _ip("public_address", self.public_address)

@@ -73,6 +73,7 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
         tasks.waiters(state).close()  # long-polls would hold worker threads for up to 25 s
         if server is not None:
             server.stop()
+        state.audit.flush()  # the aggregated refusal counts of the interval in progress
         for fn in reversed(stops):
             fn()
         if record is not None:

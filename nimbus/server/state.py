@@ -47,4 +47,5 @@ def open_state(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     store = Store(data_dir / "store")
     box = SecretBox.from_file(data_dir / "store.key")
     return State(config=config, store=store, keys=keys, box=box,
-                 audit=AuditLog(data_dir / "audit.log"), clock=clock)
+                 audit=AuditLog(data_dir / "audit.log", config.audit_max_bytes,
+                                config.audit_files, config.audit_aggregate_sec), clock=clock)
