@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -69,7 +68,8 @@ def _read_file(path: str, stdin: IO[str] | None, flag: str) -> str:
         text = (stdin or sys.stdin).readline()
     else:
         try:
-            text = Path(path).read_text().splitlines()[0] if Path(path).stat().st_size else ""
+            with open(path) as f:  # not pathlib: every command imports this module
+                text = f.read().splitlines()[0] if os.fstat(f.fileno()).st_size else ""
         except IndexError:
             text = ""
         except OSError as exc:

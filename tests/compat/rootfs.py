@@ -85,6 +85,7 @@ def _build(suite: str, arch: str, tmp: Path, log) -> None:
     for name in ("passwd", "group"):
         if (passwd / f"{name}.master").exists() and not (tmp / "etc" / name).exists():
             shutil.copy(passwd / f"{name}.master", tmp / "etc" / name)
+    (tmp / "mnt").mkdir(exist_ok=True)  # where the chroot tests bind their work dir
     shutil.rmtree(tmp / "debootstrap", ignore_errors=True)
     (tmp / ".nimbus-compat-ok").write_text(f"{suite} {arch} recipe {RECIPE}\n")
 

@@ -1,0 +1,59 @@
+"""The CLI's start-up budget (issue 12) as a rule on what it imports, not on time.
+
+`nimbus --help` and `nimbus node list` must stay fast on a Raspberry Pi: they load click,
+ssl and nimbus's own CLI modules, nothing of the server, the agent, cryptography or the
+heavy stdlib corners (http.client/email, zipfile, pathlib, urllib). A module that slips in
+shows up here by name, long before anyone notices the extra milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import REPO
+
+NEVER = ("http.client", "email", "zipfile", "compileall", "pathlib", "urllib", "cryptography",
+         "bottle", "cheroot", "jwt", "nimbus.server", "nimbus.agent", "nimbus.store",
+         "nimbus.lab", "_bootstrap", "tomllib", "tomli", "asyncio", "logging")
+
+PROBE = """
+import json, sys
+if sys.argv[1] != "baseline":
+    from nimbus.cli import main
+if sys.argv[1] == "baseline":  # what the interpreter (and a dev install's finder) loads
+    pass
+elif sys.argv[1] == "help":
+    try:
+        main.run(["--help"])
+    finally:
+        sys.stdout.flush()
+else:
+    ctx = main.cli.make_context("nimbus", ["node", "list"], resilient_parsing=True)
+    main.cli.get_command(ctx, "node").get_command(ctx, "list")
+    import nimbus.cli.context, nimbus.client  # what `node list` uses to call the API
+print("\\n" + json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules(mode: str) -> set[str]:
+    # -S: no site hooks (a dev install's editable finder imports pathlib itself), so the
+    # checkout and the venv's packages go on the path explicitly, as the pyz puts its own.
+    path = os.pathsep.join([str(REPO), *site.getsitepackages()])
+    r = subprocess.run([sys.executable, "-S", "-c", PROBE, mode], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": path},
+                       capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("command", ["help", "node list"])
+def test_fast_commands_import_only_what_they_use(command):
+    loaded = _modules(command.split()[0]) - _modules("baseline")
+    assert "click" in loaded
+    slipped = sorted(m for m in loaded for bad in NEVER if m == bad or m.startswith(bad + "."))
+    assert not slipped, f"`nimbus {command}` imports {slipped}"
