@@ -71,6 +71,9 @@ class Agent:
         self._renew_at = 0.0
         self._state = files.load_state()
         self._load_cert_schedule()
+        from nimbus.agent.membership import Membership
+
+        self.membership = Membership(config, self._state, files, clock)
 
     # -- credentials --------------------------------------------------------------------
 
@@ -143,20 +146,23 @@ class Agent:
                 body = collect(self.cpu, target, __version__)
                 resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
                 interval = float(resp.get("next_heartbeat_sec") or interval)
+                self.membership.accepted()
                 failures = backoff.reset()
                 if failures:
                     log.info("control plane reachable again after %d failed attempts",
                              failures)
                 delay = interval
             except Unauthorized as exc:
-                delay = backoff.next()
-                log.error("the control plane refused this node's certificate (%s); the node "
-                          "was probably deleted and must join again with a new token; "
-                          "retrying in %.0fs", exc, delay)
+                delay = self.membership.refused(exc)  # deleted: said once, then quiet
             except Throttled as exc:
                 delay = float(exc.retry_after)
                 log.warning("heartbeat throttled; retrying in %.0fs", delay)
             except NimbusError as exc:
+                if self.membership.tunnel_silent():  # WireGuard: were we deleted?
+                    delay = self.membership.refused(exc)
+                    log.debug("heartbeat failed: %s", exc)
+                    self.stop.wait(delay)
+                    continue
                 delay = backoff.next()
                 log.warning("heartbeat failed: %s; retrying in %.1fs", exc, delay)
                 if self.clock() > self._not_after:
@@ -178,9 +184,11 @@ class Agent:
         backoff = Backoff()
         ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers)
         unreported: list[tuple[str, str, str]] = []
-        refused = False
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():
+            if self.membership.removed.is_set():
+                self.stop.wait(5.0)  # deleted: the heartbeat loop rechecks; poll nothing
+                continue
             client, gen = self._current(client, gen, timeout)
             started = time.monotonic()
             try:
@@ -197,14 +205,11 @@ class Agent:
                     unreported.append((task["id"], status, output))
                 self._report(client, unreported)
                 backoff.reset()
-                refused = False
                 if not tasks and time.monotonic() - started < 1.0:
                     self.stop.wait(1.0)  # the server did not long-poll: do not spin
             except Unauthorized as exc:
-                level = logging.DEBUG if refused else logging.ERROR
-                refused = True
-                log.log(level, "task polling refused: %s", exc)
-                self.stop.wait(backoff.next())
+                log.debug("task polling refused: %s", exc)
+                self.membership.refused(exc)
             except Throttled as exc:
                 self.stop.wait(float(exc.retry_after))
             except NimbusError as exc:
