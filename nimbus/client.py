@@ -73,12 +73,16 @@ def tls_context(ca_pem: str | None, cert_file: str | None = None,
 
 
 def split_url(base_url: str) -> tuple[str, int, str]:
-    """https://HOST[:PORT][/prefix] -> (host, port, prefix); IPv6 hosts in brackets."""
+    """https://HOST[:PORT][/prefix] -> (host, port, prefix); IPv6 hosts in brackets.
+
+    No user info, query or fragment; the port, when given, is 1-65535. (Not urllib.parse:
+    every CLI command checks its saved URL, and that import is a share of start-up.)
+    """
     bad = NimbusError(f"API URL must look like https://HOST:PORT, got {base_url!r}")
     if not isinstance(base_url, str) or not base_url.lower().startswith("https://"):
         raise bad
     hostport, slash, path = base_url[len("https://"):].partition("/")
-    if "@" in hostport or any(c.isspace() for c in base_url):
+    if any(c in base_url for c in "@?#") or any(c.isspace() for c in base_url):
         raise bad
     if hostport.startswith("["):
         host, bracket, rest = hostport[1:].partition("]")
@@ -89,7 +93,7 @@ def split_url(base_url: str) -> tuple[str, int, str]:
         host, _, port_text = hostport.partition(":")
     if not host or (port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536)):
         raise bad
-    prefix = ("/" + path.split("?", 1)[0].split("#", 1)[0]).rstrip("/") if slash else ""
+    prefix = ("/" + path).rstrip("/") if slash else ""
     return host, int(port_text) if port_text else 443, prefix
 
 

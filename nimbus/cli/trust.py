@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import base64
 import ssl
-from urllib.parse import urlsplit
 
 from nimbus.errors import BadRequest, NimbusError
 
 
 def check_api_url(url: str) -> str:
     """`https://HOST[:PORT][/PREFIX]` with a valid port, without its trailing slash."""
+    from nimbus.client import split_url
+
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        port, parts = -1, None
-    if (parts is None or port == -1 or parts.scheme != "https" or not parts.hostname
-            or parts.query or parts.fragment or "@" in parts.netloc or port == 0):
+        split_url(url.strip())
+    except NimbusError:
         raise BadRequest(f"API URL must look like https://HOST[:PORT] with a port from 1 to "
-                         f"65535, got {url!r}")
+                         f"65535, got {url!r}") from None
     return url.strip().rstrip("/")
 
 

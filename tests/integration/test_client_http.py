@@ -263,7 +263,7 @@ def test_split_url(url, want):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8443", "https://", "https://h:99999",
                                  "https://h:x", "https://user@h:1", "https://[::1", "ftp://h",
-                                 "https://h: 1"])
+                                 "https://h: 1", "https://h:1/?q=1", "https://h:1#x", "https://h:0"])
 def test_split_url_refuses(url):
     with pytest.raises(NimbusError, match="API URL must look like"):
         split_url(url)
