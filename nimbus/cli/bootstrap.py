@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -32,8 +33,9 @@ def bootstrap(data_dir: str | None, server_config: str | None, output_file: str 
                              value=bootstrap_secret, file=bootstrap_secret_file,
                              envvar="NIMBUS_BOOTSTRAP_SECRET").strip()
         result, ca_pem = _remote_bootstrap(api_url, secret)
+        confirm = _remote_confirm
     else:
-        result, ca_pem, api_url = _local_bootstrap(data_dir, server_config)
+        result, ca_pem, api_url, confirm = _local_bootstrap(data_dir, server_config)
     connection = {"api_url": api_url, "access_key": result["access_key"],
                   "secret_key": result["secret_key"], "tls_ca": ca_pem}
     if output_file:
@@ -45,9 +47,12 @@ def bootstrap(data_dir: str | None, server_config: str | None, output_file: str 
                    f"nimbus configure --from {output_file}")
     else:
         click.echo(json.dumps(connection, indent=2))  # SECURITY: the one-time credentials
+    # Only now does the operator have the credential; until here a re-run redoes bootstrap.
+    confirm(connection, result["user"]["id"])
 
 
-def _local_bootstrap(data_dir: str | None, server_config: str | None) -> tuple[dict, str, str]:
+def _local_bootstrap(data_dir: str | None, server_config: str | None,
+                     ) -> tuple[dict, str, str, Callable[[dict, str], None]]:
     from nimbus import config as cfg
     from nimbus.server import iam
     from nimbus.server.state import open_state
@@ -62,7 +67,8 @@ def _local_bootstrap(data_dir: str | None, server_config: str | None) -> tuple[d
     endpoint = config.data_path / "endpoint.json"
     if endpoint.exists():
         api_url = json.loads(endpoint.read_text()).get("api_url", api_url)
-    return result, state.keys.ca_pem, api_url
+    return (result, state.keys.ca_pem, api_url,
+            lambda _connection, user_id: iam.confirm_bootstrap(state, user_id))
 
 
 def _refuse_a_second_control_plane(data_path: Path) -> None:
@@ -79,6 +85,18 @@ def _refuse_a_second_control_plane(data_path: Path) -> None:
         raise Conflict(f"the control plane running on this host (pid {rec.get('pid')}) uses "
                        f"data dir {rec.get('data_dir')}, not {data_path}; run `nimbus "
                        f"bootstrap --data-dir {rec.get('data_dir')}`")
+
+
+def _remote_confirm(connection: dict, user_id: str) -> None:
+    """The server confirms a remote bootstrap on the new key's first signed request."""
+    from nimbus.client import ApiClient, HmacAuth
+
+    client = ApiClient(connection["api_url"], connection["tls_ca"],
+                       auth=HmacAuth(connection["access_key"], connection["secret_key"]))
+    try:
+        client.request("GET", f"/v1/iam/users/{user_id}")
+    finally:
+        client.close()
 
 
 def _remote_bootstrap(api_url: str, secret: str) -> tuple[dict, str]:

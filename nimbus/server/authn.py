@@ -85,6 +85,8 @@ class Authenticator:
         user = self.state.store.read("users").get(key["user_id"])
         if user is None:
             raise Unauthorized("invalid signature or unknown access key")
+        if user.get("bootstrap_pending"):  # its first signed request: the operator has it
+            iam.confirm_bootstrap(self.state, user["id"])
         return Principal(user["id"], user["username"], bool(user["admin"]), "hmac", access_key)
 
     def _secret(self, access_key: str, key: dict[str, Any]) -> str:

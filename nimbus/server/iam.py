@@ -12,6 +12,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from nimbus.logs import mask
 from nimbus.security import passwords, tokens
+from nimbus.server import audited
 from nimbus.server.ratelimit import username_key
 from nimbus.server.state import State
 
@@ -47,19 +48,19 @@ def list_users(state: State) -> list[dict[str, Any]]:
 
 
 def create_user(state: State, username: str, admin: bool, actor: str) -> dict[str, Any]:
-    with state.store.transaction("users") as tx:
+    with audited.transaction(state, "users") as (tx, note):
         if _find_username(tx["users"], username):
             raise Conflict(f"a user named {username} already exists")
         user = {"id": wire.new_id("user"), "username": username, "admin": admin,
                 "created_at": round(state.now(), 3), "password_hash": None,
                 "credential_version": 0}
         tx["users"][user["id"]] = user
-    state.audit.record("user.created", state.now(), user_id=user["id"], admin=admin, actor=actor)
+        note("user.created", user_id=user["id"], admin=admin, actor=actor)
     return public_user(user)
 
 
 def delete_user(state: State, user_id: str, actor: str) -> None:
-    with state.store.transaction("users", "keys") as tx:
+    with audited.transaction(state, "users", "keys") as (tx, note):
         user = tx["users"].get(user_id)
         if user is None:
             raise NotFound("no such user")
@@ -69,12 +70,12 @@ def delete_user(state: State, user_id: str, actor: str) -> None:
         del tx["users"][user_id]
         for key_id in [k for k, v in tx["keys"].items() if v["user_id"] == user_id]:
             del tx["keys"][key_id]
-    state.audit.record("user.deleted", state.now(), user_id=user_id, actor=actor)
+        note("user.deleted", user_id=user_id, actor=actor)
 
 
 def create_key(state: State, user_id: str, actor: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(32)
-    with state.store.transaction("users", "keys") as tx:
+    with audited.transaction(state, "users", "keys") as (tx, note):
         if user_id not in tx["users"]:
             raise NotFound("no such user")
         access_key = wire.new_id("key")
@@ -82,19 +83,17 @@ def create_key(state: State, user_id: str, actor: str) -> dict[str, Any]:
                "created_at": round(state.now(), 3),
                "secret": state.box.seal(secret, access_key)}
         tx["keys"][access_key] = key
-    state.audit.record("key.created", state.now(), user_id=user_id, access_key=access_key,
-                       actor=actor)
+        note("key.created", user_id=user_id, access_key=access_key, actor=actor)
     return {**public_key(key), "secret_key": secret}
 
 
 def delete_key(state: State, user_id: str, access_key: str, actor: str) -> None:
-    with state.store.transaction("keys") as tx:
+    with audited.transaction(state, "keys") as (tx, note):
         key = tx["keys"].get(access_key)
         if key is None or key["user_id"] != user_id:
             raise NotFound("no such key for this user")
         del tx["keys"][access_key]
-    state.audit.record("key.deleted", state.now(), user_id=user_id, access_key=access_key,
-                       actor=actor)
+        note("key.deleted", user_id=user_id, access_key=access_key, actor=actor)
 
 
 def list_keys(state: State, user_id: str) -> list[dict[str, Any]]:
@@ -115,14 +114,14 @@ def set_password(state: State, user_id: str, password: str, actor: str) -> None:
     if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
         raise BadRequest(f"password must be at least {passwords.MIN_LENGTH} characters")
     hashed = passwords.hash_password(password)
-    with state.store.transaction("users") as tx:
+    with audited.transaction(state, "users") as (tx, note):
         user = tx["users"].get(user_id)
         if user is None:
             raise NotFound("no such user")
         user["password_hash"] = hashed
         # SECURITY: bumping the version invalidates every JWT issued before this change.
         user["credential_version"] = int(user.get("credential_version", 0)) + 1
-    state.audit.record("password.changed", state.now(), user_id=user_id, actor=actor)
+        note("password.changed", user_id=user_id, actor=actor)
 
 
 def confirm_password(state: State, user_id: str, password: str | None, source: str) -> None:
@@ -177,7 +176,9 @@ def check_token(state: State, token: str,
 # -- bootstrap ----------------------------------------------------------------------------
 
 def is_bootstrapped(state: State) -> bool:
-    return any(u["admin"] for u in state.store.read("users").values())
+    """An admin exists whose credential reached the operator (not a pending bootstrap)."""
+    return any(u["admin"] and not u.get("bootstrap_pending")
+               for u in state.store.read("users").values())
 
 
 def ensure_bootstrap_secret(state: State) -> None:
@@ -193,22 +194,53 @@ def ensure_bootstrap_secret(state: State) -> None:
                  "use the one-time secret in %s for a remote bootstrap", state.data_dir, path)
 
 
-def bootstrap(state: State, via: str) -> dict[str, Any]:
-    """Create the admin user and its first key; refused once an admin exists."""
-    with state.store.transaction("users") as tx:
-        if any(u["admin"] for u in tx["users"].values()):
+def bootstrap(state: State, via: str, nonce: str | None = None) -> dict[str, Any]:
+    """Create the admin user and its first key, pending until confirm_bootstrap.
+
+    Refused once a confirmed admin exists. Until then a re-run (after a crash, or a reply lost
+    on the way) redoes it: the pending admin and its key are replaced in the same commit, so
+    whatever point a crash hit, running bootstrap again yields working credentials.
+    """
+    secret = secrets.token_urlsafe(32)
+    with audited.transaction(state, "users", "keys") as (tx, note):
+        admins = [u for u in tx["users"].values() if u["admin"]]
+        if any(not u.get("bootstrap_pending") for u in admins):
             raise Conflict("this control plane is already bootstrapped")
+        # SECURITY: a redo needs a fresh proof; the same request replayed is refused.
+        used = [n for u in admins for n in u.get("bootstrap_nonces", [])]
+        if nonce is not None and nonce in used:
+            raise Conflict("this bootstrap request was already answered; run bootstrap again")
+        for old in admins:
+            del tx["users"][old["id"]]
+            for key_id in [k for k, v in tx["keys"].items() if v["user_id"] == old["id"]]:
+                del tx["keys"][key_id]
+        now = round(state.now(), 3)
         user = {"id": wire.new_id("user"), "username": "admin", "admin": True,
-                "created_at": round(state.now(), 3), "password_hash": None,
-                "credential_version": 0}
+                "created_at": now, "password_hash": None, "credential_version": 0,
+                "bootstrap_pending": True,
+                "bootstrap_nonces": ([*used, nonce] if nonce else used)[-16:]}
+        access_key = wire.new_id("key")
         tx["users"][user["id"]] = user
-    key = create_key(state, user["id"], actor="bootstrap")
+        tx["keys"][access_key] = {"access_key": access_key, "user_id": user["id"],
+                                  "created_at": now,
+                                  "secret": state.box.seal(secret, access_key)}
+        note("bootstrap", user_id=user["id"], via=via, access_key=access_key,
+             replaces=[u["id"] for u in admins])
+    log.info("bootstrapped: admin %s with key %s (pending until the operator has it)",
+             user["id"], mask(access_key, 8))
+    return {"user": public_user(user), "access_key": access_key, "secret_key": secret}
+
+
+def confirm_bootstrap(state: State, user_id: str) -> None:
+    """The operator has the admin's credential: from now on bootstrap is refused."""
+    with audited.transaction(state, "users") as (tx, note):
+        user = tx["users"].get(user_id)
+        if user is None or not user.get("bootstrap_pending"):
+            return
+        del user["bootstrap_pending"]
+        user.pop("bootstrap_nonces", None)
+        note("bootstrap.confirmed", user_id=user_id)
     (state.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
-    state.audit.record("bootstrap", state.now(), user_id=user["id"], via=via,
-                       access_key=key["access_key"])
-    log.info("bootstrapped: admin %s with key %s", user["id"], mask(key["access_key"], 8))
-    return {"user": public_user(user), "access_key": key["access_key"],
-            "secret_key": key["secret_key"]}
 
 
 def bootstrap_proof(secret: str, ca_fingerprint: str, nonce: str) -> str:
@@ -232,4 +264,4 @@ def remote_bootstrap(state: State, ca_fingerprint: str, nonce: str, proof: str,
     if not hmac.compare_digest(ca_fingerprint, state.keys.ca_fingerprint):
         raise Forbidden("bootstrap secret or CA fingerprint does not match")
     state.throttle.succeeded(attempt)
-    return bootstrap(state, via=f"remote:{source}")
+    return bootstrap(state, via=f"remote:{source}", nonce=nonce)

@@ -6,11 +6,25 @@ import contextlib
 import errno
 import os
 import secrets
+import signal
 from pathlib import Path
 
 from nimbus.errors import DiskFull
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FAULT_ENV = "NIMBUS_FAULT_KILL_AT"
+_faults = [0]
+
+
+def fault_point() -> None:
+    """Fault-injection hook for tests: with NIMBUS_FAULT_KILL_AT=N this process kills itself
+    (SIGKILL, like a power cut for its own state) right before its N-th file write or rename,
+    so a test can crash a command at every step and check that a re-run recovers."""
+    at = os.environ.get(FAULT_ENV)
+    if at:
+        _faults[0] += 1
+        if str(_faults[0]) == at.strip():
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -45,6 +59,7 @@ def stage(path: Path, data: bytes, mode: int = 0o600) -> Path:
     On failure nothing is left behind; a full disk raises DiskFull naming the directory.
     """
     tmp = temp_name(path)
+    fault_point()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as exc:
@@ -73,6 +88,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = Tr
     """Replace path with data so a crash leaves either the old or the new file, never a torn one."""
     tmp = stage(path, data, mode)
     try:
+        fault_point()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ from nimbus.errors import StoreError
 from nimbus.store.files import (
     atomic_write,
     ensure_private_dir,
+    fault_point,
     fsync_dir,
     remove_stale_temps,
     stage,
@@ -259,6 +260,7 @@ class Store:
         for name, tmp in staged.items():
             src = self.root / tmp
             if src.exists():
+                fault_point()
                 os.replace(src, self._path(name))
         fsync_dir(self.root)
         os.unlink(self.root / JOURNAL)
