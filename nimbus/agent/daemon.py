@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -52,11 +51,39 @@ def renew_due_at(not_before: float, not_after: float, obtained_at: float) -> flo
     return start + (not_after - start) * RENEW_AT
 
 
+class RenewalSchedule:
+    """When to renew the certificate, from its own validity, measured on the monotonic clock.
+
+    At load the wall clock is read once to place the certificate's remaining life (its
+    notAfter is wall-clock time); from then on only the monotonic clock counts, so a clock
+    step (NTP, a dead RTC battery) can neither postpone a renewal until the certificate has
+    expired nor make the agent renew in a loop. The file's mtime plays no part.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.monotonic = monotonic
+        self._due = monotonic()
+
+    def load(self, not_before: float, not_after: float, wall_now: float) -> None:
+        wait = renew_due_at(not_before, not_after, wall_now) - wall_now
+        self._due = self.monotonic() + max(0.0, wait)
+
+    def retry_in(self, seconds: float) -> None:
+        self._due = self.monotonic() + seconds
+
+    def due(self) -> bool:
+        return self.monotonic() >= self._due
+
+    def seconds_left(self) -> float:
+        return self._due - self.monotonic()
+
+
 class Agent:
     """Two threads (heartbeat+renewal, tasks), each with its own kept-alive mTLS client."""
 
     def __init__(self, config: AgentConfig, files: AgentFiles, wireguard: Any,
-                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         from nimbus.agent.metrics import CpuSampler
 
         self.config = config
@@ -68,7 +95,7 @@ class Agent:
         self._cred_lock = threading.Lock()
         self._handling = threading.Event()
         self._generation = 0
-        self._renew_at = 0.0
+        self.renewal = RenewalSchedule(monotonic)
         self._state = files.load_state()
         self._load_cert_schedule()
         from nimbus.agent.membership import Membership
@@ -81,8 +108,7 @@ class Agent:
         from nimbus.security.pki import cert_info
 
         info = cert_info(self.files.read(self.files.cert))
-        obtained = os.stat(self.files.cert).st_mtime
-        self._renew_at = renew_due_at(info.not_before, info.not_after, obtained)
+        self.renewal.load(info.not_before, info.not_after, self.clock())
         self._serial = info.serial
         self._not_after = info.not_after
 
@@ -117,14 +143,14 @@ class Agent:
         old = self._serial
         self._load_cert_schedule()
         log.info("certificate renewed: serial %s replaces %s, next renewal in %.0fs",
-                 mask(self._serial, 8), mask(old, 8), self._renew_at - self.clock())
+                 mask(self._serial, 8), mask(old, 8), self.renewal.seconds_left())
 
     def _try_renew(self, client: ApiClient, gen: int, timeout: float) -> tuple[ApiClient, int]:
         """Renew, or retry later; a failed renewal never blocks heartbeats."""
         try:
             self._renew(client)
         except NimbusError as exc:
-            self._renew_at = self.clock() + RENEW_RETRY_SEC
+            self.renewal.retry_in(RENEW_RETRY_SEC)
             log.warning("certificate renewal failed: %s; retrying in %ds", exc, RENEW_RETRY_SEC)
         return self._current(client, gen, timeout)
 
@@ -140,7 +166,7 @@ class Agent:
         target = ip_target(self.config, self._state)
         while not self.stop.is_set():
             client, gen = self._current(client, gen, max(15.0, interval))
-            if self.clock() >= self._renew_at:
+            if self.renewal.due():
                 client, gen = self._try_renew(client, gen, max(15.0, interval))
             try:
                 body = collect(self.cpu, target, __version__)

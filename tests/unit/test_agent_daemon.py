@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from nimbus.agent import handlers
-from nimbus.agent.daemon import Backoff, renew_due_at
+from nimbus.agent.daemon import Backoff, RenewalSchedule, renew_due_at
 from nimbus.agent.files import AgentFiles, key_matches
 
 
@@ -21,6 +23,55 @@ def test_renewal_is_due_at_two_thirds_of_the_life_since_we_got_it():
     # A back-dated not_before must not make a fresh short-lived certificate look old.
     assert renew_due_at(not_before=700, not_after=1030, obtained_at=1000) == 1020
     assert renew_due_at(not_before=0, not_after=3000, obtained_at=0) == 2000
+
+
+class SteppingClock:
+    """A wall clock an operator (or NTP) can step, next to a monotonic one that only runs."""
+
+    def __init__(self, wall: float) -> None:
+        self.wall, self.mono = wall, 1000.0
+
+    def run(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+@pytest.mark.parametrize("step", [3600, -3600, 86400, -86400])
+def test_renewal_follows_the_certificate_not_the_wall_clock(step):
+    day = 86400
+    clock = SteppingClock(wall=1_000_000.0)
+    schedule = RenewalSchedule(monotonic=lambda: clock.mono)
+    # A 30-day certificate obtained just now: due after 20 days of running time.
+    schedule.load(not_before=clock.wall - 300, not_after=clock.wall + 30 * day,
+                  wall_now=clock.wall)
+    clock.run(10 * day)
+    clock.wall += step  # the clock is stepped while the agent runs
+    clock.run(10 * day - 60)
+    assert not schedule.due()
+    clock.run(120)
+    assert schedule.due()  # on time, whichever way the clock was stepped
+
+
+def test_renewal_after_a_restart_is_within_the_remaining_life():
+    """Loaded late in the certificate's life (an agent restarted), it renews before expiry."""
+    day = 86400
+    clock = SteppingClock(wall=1_000_000.0)
+    schedule = RenewalSchedule(monotonic=lambda: clock.mono)
+    not_after = clock.wall + 3 * day  # 27 of 30 days already used
+    schedule.load(not_before=not_after - 30 * day, not_after=not_after, wall_now=clock.wall)
+    assert 0 < schedule.seconds_left() <= 2 * day
+    schedule.load(not_before=not_after - 30 * day, not_after=not_after,
+                  wall_now=not_after + 5)  # already expired: renew at once
+    assert schedule.due()
+
+
+def test_a_failed_renewal_is_retried_on_the_monotonic_clock():
+    clock = SteppingClock(wall=5000.0)
+    schedule = RenewalSchedule(monotonic=lambda: clock.mono)
+    schedule.retry_in(60)
+    clock.wall -= 86400  # a step back must not postpone the retry by a day
+    clock.run(61)
+    assert schedule.due()
 
 
 def test_unknown_task_type_fails_with_a_clear_output():
