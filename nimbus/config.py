@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.errors import ConfigError
+from nimbus.wire import WIREGUARD_PORT, control_plane_ip
 
 SERVER_CONFIG_PATH = Path("/etc/nimbus/api.toml")
 AGENT_CONFIG_PATH = Path("/etc/nimbus/agent.toml")
@@ -40,7 +41,7 @@ class ServerConfig:
     data_dir: str = ""
     wireguard_subnet: str = "10.106.103.0/24"
     wireguard: bool = True
-    wireguard_port: int = 51820
+    wireguard_port: int = WIREGUARD_PORT
     interface: str = "wg-nimbus"
     public_address: str = ""
     public_url: str = ""
@@ -90,7 +91,7 @@ class ServerConfig:
 
     @property
     def overlay_ip(self) -> str:
-        return str(next(ipaddress.ip_network(self.wireguard_subnet).hosts()))
+        return control_plane_ip(self.wireguard_subnet)
 
     @property
     def overlay_api_url(self) -> str:
@@ -116,7 +117,7 @@ class AgentConfig:
     node_id: str = ""
     wireguard: bool = True
     interface: str = "wg-nimbus"
-    wireguard_port: int = 51820
+    wireguard_port: int = WIREGUARD_PORT
     wg_ip: str = ""
     subnet: str = ""
     heartbeat_interval_sec: int = 10

@@ -14,6 +14,7 @@ from typing import Any
 from nimbus.errors import BadRequest
 
 MAX_BODY = 1024 * 1024
+WIREGUARD_PORT = 51820  # the default UDP port of every WireGuard interface in the mesh
 JOIN_TOKEN_PREFIX = "nimbus-join-v1."  # noqa: S105 - a format prefix, not a secret
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -31,6 +32,11 @@ def new_id(kind: str) -> str:
     if kind == "key":
         return "NBUS" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
     return f"{kind}-{secrets.token_hex(8)}"
+
+
+def control_plane_ip(subnet: str) -> str:
+    """The control plane's overlay address: the first host of the subnet (DESIGN §3.7)."""
+    return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
 
 
 def check_id(kind: str, value: object) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from nimbus import __version__
 from nimbus.agent.files import AgentFiles
-from nimbus.agent.handlers import TaskContext, run_task
+from nimbus.agent.tasks import TaskContext, run_task
 from nimbus.client import ApiClient
 from nimbus.config import AgentConfig
 from nimbus.errors import NimbusError, NotFound, Throttled, Unauthorized

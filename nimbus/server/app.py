@@ -17,7 +17,6 @@ def create_app(state: State) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.config["json.enable"] = False  # handlers return HTTPResponse objects
     authn = Authenticator(state)
-    state.extras["authn"] = authn
     router = routing.Router(app, state, authn)
     for module in API_MODULES:
         module.register(router)

@@ -1,4 +1,4 @@
-"""The control plane's key material in its data dir: CA, server certificate, JWT and store keys."""
+"""The control plane's key material in its data dir: CA, server certificate, JWT, WireGuard."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from pathlib import Path
 
 from nimbus.config import ServerConfig
@@ -59,6 +60,22 @@ class KeyMaterial:
                               "dir from a backup (nimbus restore)") from None
         self.jwt_secret = self._random_file("jwt.key", secrets.token_hex(32) + "\n")
         self._random_file("store.key", base64.b64encode(os.urandom(32)).decode() + "\n")
+        self._wg_lock = threading.Lock()
+        self._wg_keypair: tuple[str, str] | None = None
+
+    def wireguard_keypair(self) -> tuple[str, str]:
+        """(private, public) WireGuard key of the control plane; wg.key (0600) is created on
+        first use, so a --no-wireguard control plane only has one once it adds a node."""
+        from nimbus.security import wgkeys
+
+        with self._wg_lock:
+            if self._wg_keypair is None:
+                path = self.data_dir / "wg.key"
+                if not path.exists():
+                    write_private(path, wgkeys.generate_keypair()[0] + "\n")
+                private = path.read_text().strip()
+                self._wg_keypair = (private, wgkeys.public_key(private))
+            return self._wg_keypair
 
     def _refuse_to_recreate(self, *paths: Path) -> None:
         if self.initialized:

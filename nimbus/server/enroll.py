@@ -1,4 +1,4 @@
-"""Node identity: join with a one-time token, certificate renewal, heartbeats."""
+"""Node identity: join with a one-time token, and certificate renewal."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import hmac
 import logging
 from typing import Any
 
+from nimbus import wire
 from nimbus.errors import Unauthorized
 from nimbus.security import pki
-from nimbus.server import mesh, nodes, tasks
+from nimbus.server import mesh, nodes
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.enroll")
@@ -48,15 +49,13 @@ def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
         node.update(state="active", joined_at=round(now, 3), hostname=body.get("hostname"),
                     arch=body.get("arch"), agent_version=body.get("agent_version"),
                     reported_ip=body.get("ip_address"),
-                    wireguard_port=body.get("wireguard_port", 51820),
+                    wireguard_port=body.get("wireguard_port", wire.WIREGUARD_PORT),
                     cert_serials=[serial], cert_expires_at=round(not_after, 3))
-        targets = [n["id"] for n in mesh.joined_nodes(tx["nodes"]) if n["id"] != node_id]
-        tasks.enqueue(state, tx["tasks"], targets, mesh.UPDATE_PEERS)
-    nodes.runtime(state).update(node_id, {"last_seen": round(now, 3)})
+        announce = mesh.redistribute(state, tx, except_id=node_id)
+    state.runtime.update(node_id, {"last_seen": round(now, 3)})
     state.audit.record("join.ok", now, node_id=node_id, source=source)
     state.audit.record("cert.issued", now, node_id=node_id, serial=serial)
-    tasks.waiters(state).notify(targets)
-    mesh.mesh_changed(state)
+    announce()
     return {"node": nodes.public_node(state, node), "cert_pem": cert_pem,
             "ca_pem": state.keys.ca_pem, "peers": mesh.peers_for(state, node_id),
             "heartbeat_interval_sec": state.config.heartbeat_interval_sec,
@@ -76,23 +75,3 @@ def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:
         node["cert_expires_at"] = round(not_after, 3)
     state.audit.record("cert.renewed", state.now(), node_id=node_id, serial=serial)
     return {"cert_pem": cert_pem, "ca_pem": state.keys.ca_pem, "not_after": not_after}
-
-
-def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Record metrics in memory; a changed public IP updates the node and the mesh."""
-    live = {k: body[k] for k in ("cpu", "memory", "disk") if k in body}
-    live["last_seen"] = round(state.now(), 3)
-    nodes.runtime(state).update(node_id, live)
-    node = state.store.read("nodes").get(node_id) or {}
-    static = {k: body[k] for k in ("hostname", "arch", "agent_version") if k in body}
-    if any(node.get(k) != v for k, v in static.items()):
-        with state.store.transaction("nodes") as tx:
-            if node_id in tx["nodes"]:
-                tx["nodes"][node_id].update(static)
-    ip = body.get("ip_address")
-    if ip and ip != node.get("reported_ip"):
-        nodes.set_ip(state, node_id, ip, actor=node_id, reported=True)
-    state_metrics = state.extras.get("metrics")
-    if state_metrics is not None:
-        state_metrics.inc("heartbeats")
-    return {"next_heartbeat_sec": state.config.heartbeat_interval_sec}

@@ -16,21 +16,44 @@ from nimbus.store.files import write_private
 
 log = logging.getLogger("nimbus.serve")
 
+
 def _services(state: State) -> list[Callable[[], None]]:
     """Start the background work of the server; returns the functions that stop it."""
-    from nimbus.server import mesh, nodes
+    stops = [state.runtime.start_flusher(5.0)]
+    if state.config.wireguard:
+        try:
+            _start_tunnel(state)
+        except BaseException:
+            stops[0]()  # the caller only stops what this function returned
+            raise
+        stops.append(_stop_tunnel(state))
+    return stops
 
-    started = [nodes.start_background(state), mesh.start_network(state)]
-    return [stop for stop in started if stop is not None]
+
+def _start_tunnel(state: State) -> None:
+    """Bring up the control plane's WireGuard interface and give it the current peers."""
+    from nimbus.server import mesh
+    from nimbus.server.tunnel import ControlPlaneTunnel
+    from nimbus.sysrun import Runner
+
+    tunnel = ControlPlaneTunnel(state.config, Runner(), lambda: mesh.peers_for(state, None))
+    tunnel.up(state.keys.wireguard_keypair()[0])
+    state.tunnel = tunnel
+    tunnel.reconcile()
+
+
+def _stop_tunnel(state: State) -> Callable[[], None]:
+    def stop() -> None:
+        # The interface stays up across restarts so that the mesh keeps working.
+        state.tunnel = None
+    return stop
 
 
 def build(config: ServerConfig) -> tuple[State, Any]:
     from nimbus.server import iam
     from nimbus.server.app import create_app
-    from nimbus.server.metrics import Metrics
 
     state = open_state(config)
-    state.extras["metrics"] = Metrics()
     iam.ensure_bootstrap_secret(state)
     return state, create_app(state)
 
@@ -47,7 +70,7 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    from nimbus.server import tasks, verify
+    from nimbus.server import verify
 
     verify.check_before_start(config.data_path)  # one line naming the file, before anything
     state, app = build(config)
@@ -70,7 +93,7 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
         stop.wait()
         log.info("stopping")
     finally:
-        tasks.waiters(state).close()  # long-polls would hold worker threads for up to 25 s
+        state.waiters.close()  # long-polls would hold worker threads for up to 25 s
         if server is not None:
             server.stop()
         state.audit.flush()  # the aggregated refusal counts of the interval in progress

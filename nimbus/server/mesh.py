@@ -1,56 +1,45 @@
-"""The WireGuard mesh as data: the control plane's key and every node's desired peer list."""
+"""The WireGuard mesh as data: every member's desired peer list, and redistributing it.
+
+No OS changes here: `server/tunnel.py` applies the control plane's own list to its
+interface, agents apply theirs when the `update_wireguard_peers` task reaches them.
+"""
 
 from __future__ import annotations
 
-import logging
-import threading
+from collections.abc import Callable
 from typing import Any
 
-from nimbus.errors import ConfigError, NimbusError
+from nimbus import wire
+from nimbus.server import tasks
 from nimbus.server.state import State
-from nimbus.server.tasks import task_type
+from nimbus.wireguard.config import DEFAULT_KEEPALIVE, Peer
 
-log = logging.getLogger("nimbus.mesh")
-KEEPALIVE_SEC = 25
 UPDATE_PEERS = "update_wireguard_peers"
-
-
-def control_plane_key(state: State) -> tuple[str, str]:
-    """(private, public) WireGuard key of the control plane, created once (0600 file)."""
-    from nimbus.security import wgkeys
-    from nimbus.store.files import write_private
-
-    with state.lock:
-        cached = state.extras.get("wg_key")
-        if cached:
-            return cached
-        path = state.data_dir / "wg.key"
-        if not path.exists():
-            write_private(path, wgkeys.generate_keypair()[0] + "\n")
-        private = path.read_text().strip()
-        state.extras["wg_key"] = (private, wgkeys.public_key(private))
-        return state.extras["wg_key"]
+CONTROL_PLANE = "control-plane"
 
 
 def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _peer(node_id: str, name: str, public_key: str, endpoint_: str, overlay_ip: str
+          ) -> dict[str, Any]:
+    """The peer wire shape: WireGuard's fields (`Peer.to_dict`) plus who the peer is."""
+    wg = Peer(public_key, endpoint_, (f"{overlay_ip}/32",), DEFAULT_KEEPALIVE)
+    return {"node_id": node_id, "name": name, **wg.to_dict()}
+
+
 def control_plane_peer(state: State) -> dict[str, Any]:
     cfg = state.config
-    host = cfg.public_address or "127.0.0.1"
-    return {"node_id": "control-plane", "name": "control-plane",
-            "public_key": control_plane_key(state)[1],
-            "endpoint": endpoint(host, cfg.wireguard_port),
-            "allowed_ips": [f"{cfg.overlay_ip}/32"], "persistent_keepalive": KEEPALIVE_SEC}
+    return _peer(CONTROL_PLANE, CONTROL_PLANE, state.keys.wireguard_keypair()[1],
+                 endpoint(cfg.public_address or "127.0.0.1", cfg.wireguard_port),
+                 cfg.overlay_ip)
 
 
 def node_peer(node: dict[str, Any]) -> dict[str, Any]:
-    return {"node_id": node["id"], "name": node["name"],
-            "public_key": node["wireguard_public_key"],
-            "endpoint": endpoint(node["ip_address"], node.get("wireguard_port", 51820)),
-            "allowed_ips": [f"{node['wireguard_ip']}/32"],
-            "persistent_keepalive": KEEPALIVE_SEC}
+    port = node.get("wireguard_port", wire.WIREGUARD_PORT)
+    return _peer(node["id"], node["name"], node["wireguard_public_key"],
+                 endpoint(node["ip_address"], port), node["wireguard_ip"])
 
 
 def joined_nodes(nodes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,55 +64,30 @@ def peers_for(state: State, node_id: str | None) -> list[dict[str, Any]]:
     return peers
 
 
-@task_type(UPDATE_PEERS, coalesce=True)
 def _render_peers(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"peers": peers_for(state, node_id)}
 
 
-def mesh_changed(state: State) -> None:
-    """Membership or endpoints changed: reconcile the control plane's own interface now."""
-    hook = state.extras.get("mesh_hook")
-    if hook is not None:
-        hook()
+TASK_TYPES = (tasks.TaskType(UPDATE_PEERS, _render_peers, coalesce=True),)
 
 
-def start_network(state: State) -> Any:
-    """Bring up the control plane's WireGuard interface (root, unless --no-wireguard)."""
-    if not state.config.wireguard:
-        return None
-    from nimbus.sysrun import Runner
-    from nimbus.wireguard.apply import WireGuardInterface
-    from nimbus.wireguard.config import Peer
+def redistribute(state: State, tx: dict[str, Any], except_id: str | None = None,
+                 wake: tuple[str, ...] = ()) -> Callable[[], None]:
+    """The mesh changed: queue a peer update for every joined node (but `except_id`) inside
+    the caller's transaction on "nodes" and "tasks", so the change and its announcement
+    commit together. Returns the step to run once that transaction has committed: wake
+    those agents (and `wake`) and reconcile the control plane's own interface."""
+    targets = [n["id"] for n in joined_nodes(tx["nodes"]) if n["id"] != except_id]
+    tasks.enqueue(state, tx["tasks"], targets, UPDATE_PEERS)
 
-    cfg = state.config
-    iface = WireGuardInterface(cfg.interface, Runner())
-    prefix = cfg.wireguard_subnet.split("/")[1]
-    try:
-        kind = iface.up(control_plane_key(state)[0], f"{cfg.overlay_ip}/{prefix}",
-                        cfg.wireguard_port)
-    except ConfigError:
-        raise
-    except NimbusError as exc:
-        raise ConfigError(
-            f"bringing up WireGuard interface {cfg.interface}: {exc}; run as root with "
-            "wireguard-tools (plus wireguard-go where the kernel has no WireGuard), "
-            "or use --no-wireguard") from None
-    log.info("WireGuard interface %s is up (%s), overlay %s", cfg.interface, kind, cfg.overlay_ip)
-    lock = threading.Lock()
+    def announce() -> None:
+        state.waiters.notify([*targets, *wake])
+        reconcile(state)
 
-    def reconcile() -> None:
-        with lock:
-            desired = [Peer.from_dict(p) for p in peers_for(state, None)]
-            try:
-                iface.apply_peers(desired)
-            except Exception as exc:  # noqa: BLE001 - logged, retried on the next change
-                log.error("applying control-plane peers failed: %s", exc)
+    return announce
 
-    state.extras["mesh_hook"] = reconcile
-    reconcile()
 
-    def stop() -> None:
-        # The interface stays up across restarts so that the mesh keeps working.
-        state.extras.pop("mesh_hook", None)
-
-    return stop
+def reconcile(state: State) -> None:
+    """Bring the control plane's interface (when it runs one) in line with the store."""
+    if state.tunnel is not None:
+        state.tunnel.reconcile()

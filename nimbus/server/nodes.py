@@ -1,29 +1,22 @@
-"""Nodes: creation with a join token, listing with live status, drain, IP change, deletion."""
+"""Nodes: creation with a join token, listing with live status, facts, drain, IP, deletion."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from nimbus import wire
 from nimbus.errors import Conflict, NotFound
 from nimbus.server import ipam, mesh, tasks
-from nimbus.server.runtime import Runtime
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.nodes")
 OFFLINE_AFTER_INTERVALS = 3
 RUNTIME_FIELDS = ("last_seen", "cpu", "memory", "disk")
-
-
-def runtime(state: State) -> Runtime:
-    with state.lock:
-        if "runtime" not in state.extras:
-            state.extras["runtime"] = Runtime(state.store)
-        return state.extras["runtime"]
 
 
 def status_of(state: State, node: dict[str, Any], live: dict[str, Any]) -> str:
@@ -35,7 +28,7 @@ def status_of(state: State, node: dict[str, Any], live: dict[str, Any]) -> str:
 
 
 def public_node(state: State, node: dict[str, Any]) -> dict[str, Any]:
-    live = runtime(state).get(node["id"])
+    live = state.runtime.get(node["id"])
     out = {k: node.get(k) for k in (
         "id", "name", "ip_address", "wireguard_ip", "wireguard_public_key", "hostname",
         "arch", "agent_version", "created_at", "joined_at", "cert_expires_at")}
@@ -52,16 +45,13 @@ def list_nodes(state: State) -> list[dict[str, Any]]:
 def listing_json(state: State) -> bytes:
     """list_nodes() as JSON, cached until a node, its heartbeat data or a status changes.
 
-    Serialising 100 nodes costs ~0.8 ms of GIL time; operators and dashboards poll the
-    listing far more often than it changes. The cache is exact: it is keyed on the nodes
-    snapshot and the runtime version, and expires when the first ready node would turn
-    offline.
+    Operators and dashboards poll the listing far more often than it changes (the cost
+    is in docs/performance.md). The cache is exact: it is keyed on the nodes snapshot and
+    the runtime version, and expires when the first ready node would turn offline.
     """
-    import json
-
-    nodes, rt, now = state.store.read("nodes"), runtime(state), state.now()
+    nodes, rt, now = state.store.read("nodes"), state.runtime, state.now()
     version = rt.version  # read before building: the body is at least this new
-    cached = state.extras.get("node_listing")
+    cached = state.node_listing
     if cached and cached[0] is nodes and cached[1] == version and now < cached[2]:
         return cached[3]
     body = json.dumps(list_nodes(state), separators=(",", ":")).encode()
@@ -72,7 +62,7 @@ def listing_json(state: State) -> bytes:
             seen = rt.get(node["id"]).get("last_seen") or node.get("joined_at") or 0
             if now - seen <= limit:
                 expires = min(expires, seen + limit)
-    state.extras["node_listing"] = (nodes, version, expires, body)
+    state.node_listing = (nodes, version, expires, body)
     return body
 
 
@@ -110,7 +100,8 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
                               [n["wireguard_ip"] for n in nodes.values()])
         node = {"id": node_id, "name": name, "ip_address": ip_address, "reported_ip": None,
                 "wireguard_ip": wg_ip, "wireguard_public_key": wg_public,
-                "wireguard_port": 51820, "state": "pending", "created_at": round(now, 3),
+                "wireguard_port": wire.WIREGUARD_PORT, "state": "pending",
+                "created_at": round(now, 3),
                 "joined_at": None, "hostname": None, "arch": None, "agent_version": None,
                 "cert_serials": [], "cert_expires_at": None,
                 # SECURITY: only the hash of the join secret is stored.
@@ -120,12 +111,12 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
     cfg = state.config
     token = wire.encode_join_token({
         "node_id": node_id, "secret": secret, "expires_at": expires_at, "wg_ip": wg_ip,
-        "wg_private_key": wg_private, "wg_public_key": mesh.control_plane_key(state)[1],
+        "wg_private_key": wg_private, "wg_public_key": state.keys.wireguard_keypair()[1],
         "wg_endpoint": mesh.control_plane_peer(state)["endpoint"],
         "api_url": cfg.overlay_api_url if cfg.wireguard else cfg.direct_api_url,
         "subnet": cfg.wireguard_subnet, "ca_pem": state.keys.ca_pem})
     state.audit.record("node.created", now, node_id=node_id, actor=actor, wireguard_ip=wg_ip)
-    mesh.mesh_changed(state)  # the control plane accepts the pending node's tunnel for the join
+    mesh.reconcile(state)  # the control plane accepts the pending node's tunnel for the join
     return {"node": public_node(state, node), "join_token": token}
 
 
@@ -141,35 +132,58 @@ def drain(state: State, node_id: str, actor: str) -> dict[str, Any]:
     return public_node(state, node)
 
 
-def _redistribute(state: State, tx: dict[str, Any], except_id: str | None = None) -> list[str]:
-    targets = [n["id"] for n in mesh.joined_nodes(tx["nodes"]) if n["id"] != except_id]
-    tasks.enqueue(state, tx["tasks"], targets, mesh.UPDATE_PEERS)
-    return targets
+def _move(state: State, tx: dict[str, Any], node: dict[str, Any], ip_address: str,
+          reported: bool) -> Callable[[], None] | None:
+    """Set the node's public IP inside the caller's transaction on "nodes" and "tasks".
+
+    Returns the step to run after commit when the endpoint moved (else None).
+    """
+    if reported:
+        node["reported_ip"] = ip_address
+    if node["ip_address"] == ip_address:
+        return None
+    node["ip_address"] = ip_address
+    if node["state"] == "pending":  # only the control plane has it as a peer so far
+        return lambda: mesh.reconcile(state)
+    return mesh.redistribute(state, tx, except_id=node["id"])
 
 
-def _after_mesh_change(state: State, targets: list[str]) -> None:
-    tasks.waiters(state).notify(targets)
-    mesh.mesh_changed(state)
-
-
-def set_ip(state: State, node_id: str, ip_address: str, actor: str,
-           reported: bool = False) -> dict[str, Any]:
+def set_ip(state: State, node_id: str, ip_address: str, actor: str) -> dict[str, Any]:
     """Change a node's public endpoint and send every node its new peer list."""
     with state.store.transaction("nodes", "tasks") as tx:
         node = tx["nodes"].get(wire.check_id("node", node_id))
         if node is None:
             raise NotFound("no such node")
-        if reported:
-            node["reported_ip"] = ip_address
-        changed = node["ip_address"] != ip_address
-        node["ip_address"] = ip_address
-        targets = _redistribute(state, tx, node_id) if changed and node["state"] != "pending" \
-            else []
-    if changed:
+        announce = _move(state, tx, node, ip_address, reported=False)
+    if announce is not None:
         state.audit.record("node.ip_changed", state.now(), node_id=node_id, actor=actor,
                            ip_address=ip_address)
-        _after_mesh_change(state, targets)
+        announce()
     return public_node(state, node)
+
+
+def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | None) -> None:
+    """What a node reports about itself (hostname, arch, agent version, its public IP).
+
+    Stored only when something differs from the store, so a steady heartbeat never
+    writes; a new IP moves the node's endpoint for the whole mesh.
+    """
+    node = state.store.read("nodes").get(node_id) or {}
+    moved = bool(ip) and ip != node.get("reported_ip")
+    if not moved and all(node.get(k) == v for k, v in facts.items()):
+        return
+    announce = None
+    with state.store.transaction("nodes", "tasks") as tx:
+        node = tx["nodes"].get(node_id)
+        if node is None:
+            return
+        node.update(facts)
+        if moved and ip:
+            announce = _move(state, tx, node, ip, reported=True)
+    if announce is not None:
+        state.audit.record("node.ip_changed", state.now(), node_id=node_id, actor=node_id,
+                           ip_address=ip)
+        announce()
 
 
 def delete(state: State, node_id: str, actor: str) -> dict[str, Any]:
@@ -186,27 +200,12 @@ def delete(state: State, node_id: str, actor: str) -> dict[str, Any]:
         for serial in [s for s, r in revoked.items() if r["not_after"] < now - 86400]:
             del revoked[serial]  # expired certificates fail the TLS handshake anyway
         tasks.drop_node(tx["tasks"], node_id)
-        targets = _redistribute(state, tx)
-    runtime(state).forget(node_id)
+        # The deleted node is woken too: its long-poll ends and its next request fails.
+        announce = mesh.redistribute(state, tx, wake=(node_id,))
+    state.runtime.forget(node_id)
     state.audit.record("node.deleted", now, node_id=node_id, actor=actor,
                        revoked_serials=node["cert_serials"])
     for serial in node["cert_serials"]:
         state.audit.record("cert.revoked", now, node_id=node_id, serial=serial)
-    _after_mesh_change(state, [*targets, node_id])
+    announce()
     return {"id": node_id, "deleted": True, "revoked_certificates": len(node["cert_serials"])}
-
-
-def start_background(state: State) -> Any:
-    """Persist heartbeat data in batches (every 5 s) until the server stops."""
-    stop = threading.Event()
-    rt = runtime(state)
-    thread = threading.Thread(target=rt.run_flusher, args=(5.0, stop), name="runtime-flush",
-                              daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        tasks.waiters(state).notify([])
-        thread.join(timeout=10)
-
-    return halt

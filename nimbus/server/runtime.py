@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from nimbus.store import Store
@@ -58,3 +59,17 @@ class Runtime:
             except Exception:
                 log.exception("persisting heartbeat data failed")
         self.flush()
+
+    def start_flusher(self, interval: float = 5.0) -> Callable[[], None]:
+        """Persist in the background every `interval` seconds; returns the stop function,
+        which flushes a last time."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run_flusher, args=(interval, stop),
+                                  name="runtime-flush", daemon=True)
+        thread.start()
+
+        def halt() -> None:
+            stop.set()
+            thread.join(timeout=10)
+
+        return halt

@@ -1,23 +1,32 @@
-"""State: the one object through which every cross-subsystem operation goes."""
+"""State: the one object through which every cross-subsystem operation goes, and its factory.
+
+Every service the control plane holds is a typed field here, built once by `open_state`
+and passed in explicitly; nothing installs itself later. The one exception is `tunnel`,
+which only exists while `nimbus serve` runs with WireGuard: `server/main.py` sets it when
+it brings the interface up.
+"""
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nimbus.config import ServerConfig
 from nimbus.security.secretbox import SecretBox
 from nimbus.server.audit import AuditLog
 from nimbus.server.ca import KeyMaterial
+from nimbus.server.longpoll import Waiters
+from nimbus.server.metrics import Metrics
 from nimbus.server.ratelimit import LoginThrottle
+from nimbus.server.runtime import Runtime
+from nimbus.server.tasks import TaskType
 from nimbus.store import Store
 
-log = logging.getLogger("nimbus.state")
+if TYPE_CHECKING:
+    from nimbus.server.tunnel import ControlPlaneTunnel
 
 
 @dataclass
@@ -27,10 +36,16 @@ class State:
     keys: KeyMaterial
     box: SecretBox
     audit: AuditLog
+    runtime: Runtime  # hot node data (heartbeats) in memory
+    task_types: dict[str, TaskType]  # every task type the queue accepts, by name
+    waiters: Waiters = field(default_factory=Waiters)  # long-polling agents
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    extras: dict[str, Any] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    # The control plane's own WireGuard interface while `nimbus serve` runs it, else None.
+    tunnel: ControlPlaneTunnel | None = None
+    # nodes.listing_json's cache: (nodes snapshot, runtime version, expires at, JSON).
+    node_listing: tuple[Any, int, float, bytes] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -42,10 +57,14 @@ class State:
 
 def open_state(config: ServerConfig, clock: Callable[[], float] = time.time) -> State:
     """Open (creating on first use) the data dir, keys and store of a control plane."""
+    # Imported here, not at the top: the subsystems' modules take a State themselves.
+    from nimbus.server.subsystems import task_types
+
     data_dir = config.data_path
     keys = KeyMaterial(data_dir, clock())
     store = Store(data_dir / "store")
     box = SecretBox.from_file(data_dir / "store.key")
     return State(config=config, store=store, keys=keys, box=box,
                  audit=AuditLog(data_dir / "audit.log", config.audit_max_bytes,
-                                config.audit_files, config.audit_aggregate_sec), clock=clock)
+                                config.audit_files, config.audit_aggregate_sec),
+                 runtime=Runtime(store), task_types=task_types(), clock=clock)

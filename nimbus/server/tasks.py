@@ -1,91 +1,51 @@
 """The task queue: per-node FIFO, at-least-once delivery, long-poll wake-ups, results.
 
-A task type is registered once in TASK_TYPES; `render` fills its payload at delivery time
-from the current desired state, so a late delivery never carries stale data.
+A task type is a `TaskType` that a subsystem module lists in its `TASK_TYPES`;
+`server/subsystems.py` is the one list of those modules. `render` fills the payload at
+delivery time from the current desired state, so a late delivery never carries stale data.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from nimbus import wire
 from nimbus.errors import BadRequest, NotFound, Throttled
-from nimbus.server.state import State
+
+if TYPE_CHECKING:
+    from nimbus.server.state import State
 
 REDELIVER_AFTER_SEC = 60
 KEEP_FINISHED_PER_NODE = 20
-# type -> (coalesce: replace an undelivered task of the same type, render at delivery)
-TASK_TYPES: dict[str, tuple[bool, Callable[[State, str, dict[str, Any]], dict[str, Any]]]] = {}
+Render = Callable[["State", str, dict[str, Any]], dict[str, Any]]
 
 
-def task_type(name: str, coalesce: bool = False) -> Callable[..., Any]:
-    def register(render: Callable[[State, str, dict[str, Any]], dict[str, Any]]) -> Any:
-        TASK_TYPES[name] = (coalesce, render)
-        return render
-    return register
-
-
-@task_type("noop")
-def _noop(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _as_queued(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class Waiters:
-    """Wakes long-polling agents when a task for their node is queued."""
+@dataclass(frozen=True)
+class TaskType:
+    """One kind of task: its name on the wire, how its payload is rendered at delivery, and
+    whether a new one replaces an undelivered one for the same node (`coalesce`)."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._versions: dict[str, int] = {}
-        self._closed = False
-        self.waiting = 0  # long-polls holding a server worker thread right now
-
-    def close(self) -> None:
-        """Release every waiting long-poll at once (server shutdown) and never wait again."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def version(self, node_id: str) -> int:
-        with self._cond:
-            return self._versions.get(node_id, 0)
-
-    def notify(self, node_ids: list[str]) -> None:
-        with self._cond:
-            for node_id in node_ids:
-                self._versions[node_id] = self._versions.get(node_id, 0) + 1
-            self._cond.notify_all()
-
-    def begin_wait(self, limit: int) -> bool:
-        """Claim one of `limit` long-poll slots; False when all are taken."""
-        with self._cond:
-            if self.waiting >= limit:
-                return False
-            self.waiting += 1
-            return True
-
-    def end_wait(self) -> None:
-        with self._cond:
-            self.waiting -= 1
-
-    def wait(self, node_id: str, seen: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._closed or self._versions.get(node_id, 0) != seen, timeout)
+    name: str
+    render: Render = _as_queued
+    coalesce: bool = False
 
 
-def waiters(state: State) -> Waiters:
-    with state.lock:
-        return state.extras.setdefault("waiters", Waiters())
+NOOP = TaskType("noop")  # the queue's own type: agents answer "ok" (tests, diagnostics)
 
 
 def enqueue(state: State, tx_tasks: dict[str, Any], node_ids: list[str], kind: str,
             payload: dict[str, Any] | None = None) -> list[str]:
     """Queue a task for each node inside the caller's transaction on "tasks"."""
-    if kind not in TASK_TYPES:
+    task_type = state.task_types.get(kind)
+    if task_type is None:
         raise BadRequest(f"unknown task type {kind}")
-    coalesce = TASK_TYPES[kind][0]
+    coalesce = task_type.coalesce
     created = []
     for node_id in node_ids:
         if coalesce and any(t["node_id"] == node_id and t["type"] == kind
@@ -100,14 +60,6 @@ def enqueue(state: State, tx_tasks: dict[str, Any], node_ids: list[str], kind: s
     return created
 
 
-def submit(state: State, node_ids: list[str], kind: str,
-           payload: dict[str, Any] | None = None) -> list[str]:
-    with state.store.transaction("tasks") as tx:
-        created = enqueue(state, tx["tasks"], node_ids, kind, payload)
-    waiters(state).notify(node_ids)
-    return created
-
-
 def _due(task: dict[str, Any], node_id: str, now: float) -> bool:
     if task["node_id"] != node_id:
         return False
@@ -118,7 +70,7 @@ def _due(task: dict[str, Any], node_id: str, now: float) -> bool:
 
 def fetch(state: State, node_id: str, wait: float) -> list[dict[str, Any]]:
     """Due tasks for node_id, oldest first; waits up to `wait` seconds for one to appear."""
-    w = waiters(state)
+    w = state.waiters
     seen = w.version(node_id)
     due = _deliver(state, node_id)
     if not due and wait > 0:
@@ -151,7 +103,7 @@ def _deliver(state: State, node_id: str) -> list[dict[str, Any]]:
             task["attempts"] += 1
     out = []
     for task in due:
-        render = TASK_TYPES.get(task["type"], (False, _noop))[1]
+        render = state.task_types.get(task["type"], NOOP).render
         out.append({"id": task["id"], "type": task["type"],
                     "payload": render(state, node_id, dict(task["payload"]))})
     return out

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from nimbus.agent import handlers
+from nimbus.agent import tasks
 from nimbus.agent.daemon import Backoff, RenewalSchedule, renew_due_at
 from nimbus.agent.files import AgentFiles, key_matches
 
@@ -75,17 +75,17 @@ def test_a_failed_renewal_is_retried_on_the_monotonic_clock():
 
 
 def test_unknown_task_type_fails_with_a_clear_output():
-    ctx = handlers.TaskContext("node-0123456789abcdef")
-    assert handlers.run_task(ctx, {"id": "t", "type": "make_coffee", "payload": {}}) == (
+    ctx = tasks.TaskContext("node-0123456789abcdef")
+    assert tasks.run_task(ctx, {"id": "t", "type": "make_coffee", "payload": {}}) == (
         "failed", "this agent does not know the task type 'make_coffee'")
 
 
 def test_update_peers_without_wireguard_succeeds_with_a_note_and_remembers_peers():
     seen = []
-    ctx = handlers.TaskContext("node-0123456789abcdef", None, seen.append)
+    ctx = tasks.TaskContext("node-0123456789abcdef", None, seen.append)
     peer = {"node_id": "control-plane", "public_key": "A" * 43 + "=",
             "endpoint": "192.0.2.1:51820", "allowed_ips": ["10.106.103.1/32"]}
-    status, output = handlers.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
+    status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
                                              "payload": {"peers": [peer]}})
     assert status == "succeeded" and "--no-wireguard" in output
     assert seen == [[peer]]
@@ -96,8 +96,8 @@ def test_update_peers_with_a_bad_peer_fails_and_changes_nothing():
         def apply_peers(self, peers):
             raise AssertionError("must not be called")
 
-    ctx = handlers.TaskContext("node-0123456789abcdef", Iface())
-    status, output = handlers.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
+    ctx = tasks.TaskContext("node-0123456789abcdef", Iface())
+    status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
                                              "payload": {"peers": [{"public_key": "nope"}]}})
     assert status == "failed" and "not base64" in output
 
@@ -108,8 +108,8 @@ def test_a_failing_apply_is_reported_failed():
             from nimbus.sysrun import CommandError
             raise CommandError(["wg", "set"], 1, "Operation not permitted")
 
-    ctx = handlers.TaskContext("node-0123456789abcdef", Iface())
-    status, output = handlers.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
+    ctx = tasks.TaskContext("node-0123456789abcdef", Iface())
+    status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
                                              "payload": {"peers": []}})
     assert status == "failed" and "Operation not permitted" in output
 

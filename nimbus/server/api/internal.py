@@ -7,7 +7,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.errors import Forbidden
-from nimbus.server import enroll, tasks
+from nimbus.server import enroll, heartbeat, tasks
 from nimbus.server.api.routing import Ctx, Router
 
 PEM_CSR = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
@@ -47,9 +47,9 @@ def register(r: Router) -> None:
         return enroll.join(ctx.state, ctx.body, ctx.source)
 
     @r.add("POST", "/v1/internal/heartbeat", auth="node", schema=HEARTBEAT_SCHEMA)
-    def heartbeat(ctx: Ctx) -> dict[str, Any]:
+    def beat(ctx: Ctx) -> dict[str, Any]:
         assert ctx.node_id is not None
-        return enroll.heartbeat(ctx.state, ctx.node_id, ctx.body)
+        return heartbeat.heartbeat(ctx.state, ctx.node_id, ctx.body)
 
     @r.add("GET", "/v1/internal/tasks/<node_id>", auth="node")
     def fetch(ctx: Ctx, node_id: str) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ def register(r: Router) -> None:
             by_status[key] = by_status.get(key, 0) + 1
         pending = sum(1 for t in ctx.state.store.read("tasks").values()
                       if t["status"] in ("pending", "delivered"))
-        text = ctx.state.extras["metrics"].render(
+        text = ctx.state.metrics.render(
             {"nodes": by_status, "tasks_open": {"": pending}})
         resp = respond(200, text)
         resp.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -107,7 +107,6 @@ class Router:
         except Exception as exc:  # noqa: BLE001 - problems.py is the one error table
             code, headers, body = problems.from_exception(exc)
             response = bottle.HTTPResponse(body=body, status=code, headers={**JSON, **headers})
-        metrics = self.state.extras.get("metrics")
-        if metrics is not None:
-            metrics.observe(path, method, response.status_code, time.perf_counter() - started)
+        self.state.metrics.observe(path, method, response.status_code,
+                                   time.perf_counter() - started)
         return response

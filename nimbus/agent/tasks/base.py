@@ -1,0 +1,22 @@
+"""What every agent task handler is given, and its signature."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TaskContext:
+    """What a handler may touch: the node's ID and its WireGuard interface (None if off)."""
+
+    node_id: str
+    wireguard: Any = None  # a WireGuardInterface, or None in --no-wireguard mode
+    # Called with the peer list (wire dicts) once applied, so a restart can re-apply it.
+    remember_peers: Callable[[list[dict[str, Any]]], None] | None = None
+
+
+# (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:
+# delivery is at least once.
+Handler = Callable[[TaskContext, dict[str, Any]], str]
