@@ -35,7 +35,7 @@ def new_id(kind: str) -> str:
 
 
 def control_plane_ip(subnet: str) -> str:
-    """The control plane's overlay address: the first host of the subnet (DESIGN §3.7)."""
+    """The control plane's overlay address: the first host of the subnet (design.md §3.7)."""
     return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
 
 
