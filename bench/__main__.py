@@ -23,6 +23,7 @@ BENCHMARKS = {
     "cli": "bench.cli_latency",
     "heartbeat": "bench.heartbeat",
     "agent": "bench.agent",
+    "hostile": "bench.hostile",
 }
 
 

@@ -53,6 +53,10 @@ class ServerConfig:
     long_poll_sec: int = 25
     threads: int = 64
     max_threads: int = 512
+    # The connection layer (nimbus.server.gate; docs/decisions.md "The connection layer").
+    request_timeout_sec: int = 10        # TLS handshake + complete request must arrive in this
+    idle_timeout_sec: int = 65           # a kept-alive connection may idle this long
+    max_connections_per_source: int = 512  # open connections per client IP address
     log_level: str = "info"
     extra_sans: list[str] = field(default_factory=list)
     audit_max_bytes: int = 10 * 1024 * 1024
@@ -78,6 +82,9 @@ class ServerConfig:
         _range("audit_max_bytes", self.audit_max_bytes, 64 * 1024, 1024**3)
         _range("audit_files", self.audit_files, 1, 100)
         _range("audit_aggregate_sec", self.audit_aggregate_sec, 0, 3600)
+        _range("request_timeout_sec", self.request_timeout_sec, 1, 10)
+        _range("idle_timeout_sec", self.idle_timeout_sec, 1, 3600)
+        _range("max_connections_per_source", self.max_connections_per_source, 1, 65536)
         _interface_name(self.interface)
         if self.public_address:
             _ip("public_address", self.public_address)

@@ -1,4 +1,4 @@
-"""cheroot over TLS: optional client certificates, sized for hundreds of agents, quiet logs."""
+"""cheroot over TLS behind the gate: optional client certificates, many agents, quiet logs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from cheroot import wsgi
+
+from nimbus.server.conn import HEAD, Connection
+from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT
+from nimbus.server.gate import READ_LIMIT, Gate, Limits
 
 log = logging.getLogger("nimbus.httpd")
 
@@ -47,8 +53,10 @@ def _context_adapter(context: ssl.SSLContext) -> Any:
 
 
 # A worker that just answered waits this long for the same client's next request before
-# handing the connection back to cheroot's selector thread: a busy keep-alive client then
-# skips two thread hand-offs per request, which is most of the server's CPU per request.
+# handing the connection back to the gate: a busy keep-alive client then skips two thread
+# hand-offs per request, which is most of the server's CPU per request. The next request is
+# read exactly as the gate reads it (non-blocking, complete before it is parsed), so a client
+# that sends half a request here costs the worker LINGER_SEC, not a timeout.
 LINGER_SEC = 0.002
 MAX_INLINE_REQUESTS = 32
 BUSY_GAP_SEC = 0.05
@@ -61,20 +69,33 @@ def _readable(sock: Any, timeout: float) -> bool:
 
 
 def _lingering_put_conn(server: Any) -> Any:
-    original = server.put_conn
-
-    def put_conn(conn: Any) -> None:
+    def put_conn(conn: Connection) -> None:
+        if not server.ready:
+            conn.close()
+            return
+        gate: Gate = server._connections
         # Only connections that are busy right now (their previous request ended moments
         # ago) are worth a wait; an agent heartbeating every few seconds never is.
         now = time.monotonic()
-        busy = now - getattr(conn, "nimbus_last_put", 0.0) < BUSY_GAP_SEC
-        conn.nimbus_last_put = now
+        busy = now - conn.last_put < BUSY_GAP_SEC
+        conn.last_put = now
         try:
             for _ in range(MAX_INLINE_REQUESTS if busy else 0):
                 if not server.ready:
                     break
-                if not (conn.rfile.has_data() or _readable(conn.socket, LINGER_SEC)):
+                had_data = conn.rfile.has_data()
+                if not (had_data or _readable(conn.socket, LINGER_SEC)):
                     break
+                conn.socket.setblocking(False)
+                if not conn.pull(READ_LIMIT):
+                    conn.close()
+                    return
+                if not had_data:  # the first bytes of this request: its deadline starts
+                    conn.phase = HEAD
+                    conn.deadline = time.monotonic() + gate.limits.request_timeout
+                if not gate.request_ready(conn):
+                    break  # incomplete or refused: the gate takes it from here
+                conn.socket.settimeout(gate.limits.request_timeout)
                 if not conn.communicate():
                     conn.close()
                     return
@@ -82,26 +103,43 @@ def _lingering_put_conn(server: Any) -> Any:
             log.debug("http: dropping a kept-alive connection: %s", exc)
             conn.close()
             return
-        original(conn)
+        gate.put(conn)
 
     return put_conn
+
+
+class _Server(wsgi.Server):  # type: ignore[misc]
+    """cheroot's WSGI server with nimbus's connections and its gate in place of the
+    ConnectionManager."""
+
+    ConnectionClass = Connection
+    limits = Limits()
+
+    def prepare(self) -> None:
+        super().prepare()
+        replaced = self._connections
+        self._connections = Gate(self, self.limits)
+        replaced._selector.close()
 
 
 class ApiServer:
     """Runs the WSGI app in a cheroot thread pool until stop() is called."""
 
     def __init__(self, app: Any, host: str, port: int, context: ssl.SSLContext,
-                 threads: int = 64, max_threads: int = 512) -> None:
-        from cheroot import wsgi
-
+                 threads: int = 64, max_threads: int = 512, limits: Limits | None = None
+                 ) -> None:
         raise_fd_limit()
-        self.server = wsgi.Server((host, port), app, numthreads=threads, max=max_threads,
-                                  request_queue_size=1024, timeout=65, shutdown_timeout=3,
-                                  server_name="nimbus")
-        # cheroot's defaults (10 kept-alive connections, backlog 5) drop agents silently.
-        # No cap at all (None) also skips cheroot's locked count of the selector on every
-        # response (7% of server CPU per request); idle connections still close after
-        # `timeout`, and the open-file limit (raised above) bounds the total.
+        limits = limits or Limits()
+        # `timeout` is what cheroot announces in Keep-Alive headers; the gate enforces it.
+        self.server = _Server((host, port), app, numthreads=threads, max=max_threads,
+                              request_queue_size=1024, timeout=int(limits.idle_timeout),
+                              shutdown_timeout=3, server_name="nimbus")
+        self.server.limits = limits
+        # The gate frames requests first (431/413 in JSON); these only back it up.
+        self.server.max_request_header_size = HEAD_LIMIT + 1024
+        self.server.max_request_body_size = BODY_LIMIT
+        # No cap on kept-alive connections: an idle one costs the gate a descriptor, not a
+        # worker (the per-source cap bounds them), and skipping cheroot's count saves CPU.
         self.server.keep_alive_conn_limit = None
         self.server.ssl_adapter = _context_adapter(context)
         self.server.error_log = self._error_log  # type: ignore[method-assign]

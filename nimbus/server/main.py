@@ -62,6 +62,7 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
           stop_event: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or stop_event), then stop gracefully."""
     from nimbus.server.ca import required_sans
+    from nimbus.server.gate import Limits
     from nimbus.server.httpd import ApiServer, server_tls_context
 
     # Handlers first: a signal that arrives once the API answers (or while it starts) must
@@ -81,7 +82,8 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
         context = server_tls_context(cert, key, state.keys.ca_cert_path)
         host, port = parse_listen(config.listen)
         stops = _services(state)
-        server = ApiServer(app, host, port, context, config.threads, config.max_threads)
+        server = ApiServer(app, host, port, context, config.threads, config.max_threads,
+                           Limits.from_config(config))
         server.start()
         write_private(config.data_path / "endpoint.json",
                       json.dumps({"api_url": config.direct_api_url, "port": server.bound_port}))

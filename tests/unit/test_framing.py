@@ -1,0 +1,78 @@
+"""framing.RequestScanner: where a request ends, fed all at once or one byte at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError, RequestScanner
+
+NEXT = b"GET /next HTTP/1.1\r\n"
+
+
+def scan(data: bytes, step: int) -> int | None:
+    """Feed growing prefixes of data, as a connection would; the first end found."""
+    scanner = RequestScanner()
+    for i in range(step, len(data) + step, step):
+        end = scanner.feed(data[:i])
+        if end is not None:
+            return end
+    return None
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096])
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\ncontent-length:  0 \r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\n\n",  # bare LF: complete, for cheroot to refuse with 400
+])
+def test_the_end_of_each_request_is_found_whatever_the_arrival_pattern(request_bytes, step):
+    assert scan(request_bytes + NEXT, step) == len(request_bytes)
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GET /" + b"a" * HEAD_LIMIT, 431),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * HEAD_LIMIT + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (BODY_LIMIT + 1), 413),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 2000, 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n", 413),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + b"80000\r\n" + b"a" * 0x80000 + b"\r\n" + b"80001\r\n", 413),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: y\r\n" * 3000, 431),
+])
+def test_what_can_never_be_accepted_is_refused_with_its_status(request_bytes, status):
+    for step in (1 if len(request_bytes) < 40_000 else 997, len(request_bytes)):
+        with pytest.raises(FrameError) as err:
+            scan(request_bytes, step)
+        assert err.value.status == status
+
+
+def test_a_refusal_is_sticky():
+    scanner = RequestScanner()
+    bad = b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"
+    for _ in range(2):
+        with pytest.raises(FrameError):
+            scanner.feed(bad)
+
+
+def test_expect_continue_is_noticed_before_the_body():
+    scanner = RequestScanner()
+    assert scanner.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+                        ) is None
+    assert scanner.expect_continue and scanner.head_end
+
+
+def test_a_head_of_exactly_16_kib_is_accepted():
+    head = b"GET / HTTP/1.1\r\nX: "
+    head += b"a" * (HEAD_LIMIT - len(head) - 4) + b"\r\n\r\n"
+    assert len(head) == HEAD_LIMIT
+    assert scan(head, len(head)) == HEAD_LIMIT
