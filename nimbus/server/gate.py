@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import selectors
 import socket
@@ -64,7 +65,6 @@ class Gate(ConnectionManager):
         super().__init__(server)  # registers the listening socket with the selector
         server.socket.setblocking(False)
         self.limits = limits
-        self.refused = 0
         self._sources: dict[str, int] = {}
         self._sources_lock = threading.Lock()
 
@@ -85,10 +85,6 @@ class Gate(ConnectionManager):
                 self._sources[source] = n
             else:
                 self._sources.pop(source, None)
-
-    def open_connections(self, source: str) -> int:
-        with self._sources_lock:
-            return self._sources.get(source, 0)
 
     @property
     def can_add_keepalive_connection(self) -> bool:
@@ -125,9 +121,8 @@ class Gate(ConnectionManager):
                     log.warning("http: cannot accept connections: %s", exc.strerror)
                     time.sleep(0.05)  # the backlog stays readable; do not spin on it
                 return
-            source = str(addr[0]) if isinstance(addr, tuple) else ""
+            source = source_key(addr[0]) if isinstance(addr, tuple) else ""
             if not self._admit(source):
-                self.refused += 1
                 log.debug("http: refused a connection from %s (per-source limit %d)",
                           source, self.limits.per_source)
                 sock.close()
@@ -281,6 +276,20 @@ class Gate(ConnectionManager):
         except Exception as exc:  # noqa: BLE001 - the worker must survive a broken client
             log.debug("http: dropping a kept-alive connection: %r", exc)
             conn.close()
+
+
+def source_key(host: str) -> str:
+    """What the per-source cap counts: the IPv4 address, or the /64 of an IPv6 address (one
+    IPv6 client usually holds a whole /64, so counting single addresses would not cap it)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return host
 
 
 def _send_plain(fd: int, data: bytes) -> None:

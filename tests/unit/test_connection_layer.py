@@ -1,10 +1,11 @@
-"""framing.RequestScanner: where a request ends, fed all at once or one byte at a time."""
+"""The connection layer's pure parts: where a request ends, what the per-source cap counts."""
 
 from __future__ import annotations
 
 import pytest
 
 from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError, RequestScanner
+from nimbus.server.gate import source_key
 
 NEXT = b"GET /next HTTP/1.1\r\n"
 
@@ -76,3 +77,14 @@ def test_a_head_of_exactly_16_kib_is_accepted():
     head += b"a" * (HEAD_LIMIT - len(head) - 4) + b"\r\n\r\n"
     assert len(head) == HEAD_LIMIT
     assert scan(head, len(head)) == HEAD_LIMIT
+
+
+@pytest.mark.parametrize(("host", "key"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+])
+def test_the_per_source_cap_counts_ipv4_addresses_and_ipv6_slash_64s(host, key):
+    assert source_key(host) == key
