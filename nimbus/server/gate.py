@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import selectors
 import socket
@@ -37,6 +36,7 @@ from cheroot.connections import ConnectionManager, prevent_socket_inheritance
 
 from nimbus.server.conn import BUSY, DRAIN, HANDSHAKE, HEAD, IDLE, Connection, error_response
 from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError
+from nimbus.server.ratelimit import source_key  # an IPv6 client counts as its /64
 
 log = logging.getLogger("nimbus.httpd")
 
@@ -276,20 +276,6 @@ class Gate(ConnectionManager):
         except Exception as exc:  # noqa: BLE001 - the worker must survive a broken client
             log.debug("http: dropping a kept-alive connection: %r", exc)
             conn.close()
-
-
-def source_key(host: str) -> str:
-    """What the per-source cap counts: the IPv4 address, or the /64 of an IPv6 address (one
-    IPv6 client usually holds a whole /64, so counting single addresses would not cap it)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return host
 
 
 def _send_plain(fd: int, data: bytes) -> None:

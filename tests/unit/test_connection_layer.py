@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError, RequestScanner
-from nimbus.server.gate import source_key
+from nimbus.server.ratelimit import source_key
 
 NEXT = b"GET /next HTTP/1.1\r\n"
 
@@ -87,4 +87,5 @@ def test_a_head_of_exactly_16_kib_is_accepted():
     ("fe80::1%eth0", "fe80::/64"),
 ])
 def test_the_per_source_cap_counts_ipv4_addresses_and_ipv6_slash_64s(host, key):
+    # The gate counts connections with the key the login throttle uses.
     assert source_key(host) == key
