@@ -32,6 +32,7 @@ def join_agents(url: str, ca_pem: str, admin: Any, count: int, out_dir: Path) ->
     from nimbus import wire
     from nimbus.client import ApiClient
     from nimbus.security.pki import make_csr
+    from nimbus.security.wgkeys import generate_keypair
 
     out_dir.mkdir(parents=True, exist_ok=True)
     anon = ApiClient(url, ca_pem)
@@ -45,7 +46,8 @@ def join_agents(url: str, ca_pem: str, admin: Any, count: int, out_dir: Path) ->
         joined = anon.request("POST", "/v1/nodes/join", {
             "node_id": token["node_id"], "secret": token["secret"], "csr": csr,
             "hostname": f"sim-{sim.node_id[5:13]}", "arch": "x86_64",
-            "agent_version": AGENT_VERSION, "ip_address": ip})
+            "agent_version": AGENT_VERSION, "ip_address": ip,
+            "wireguard_public_key": generate_keypair()[1]})
         Path(sim.cert_file).write_text(joined["cert_pem"])
         key_path = Path(sim.key_file)
         key_path.touch(mode=0o600)

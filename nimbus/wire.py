@@ -93,6 +93,7 @@ HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0
                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 VERSION_RE = re.compile(r"[!-~]{1,64}")  # printable ASCII, no spaces
 ARCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+WG_KEY_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")  # base64 of 32 bytes
 _IP_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}")  # no zone id (`%eth0`), nothing else either
 
 
@@ -104,6 +105,12 @@ def ip_address(name: str, value: Any) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise BadRequest(f"{name} must be an IP address (without a zone id)") from None
+
+
+def wg_public_key(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not WG_KEY_RE.fullmatch(value):
+        raise BadRequest(f"{name} must be a WireGuard public key (base64, 32 bytes)")
+    return value
 
 
 def is_hostname(value: object) -> bool:

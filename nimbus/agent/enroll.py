@@ -127,7 +127,12 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
     token = wire.decode_join_token(token_text)
     node_id = token["node_id"]
     url = (api_url or token["api_url"]).rstrip("/")
+    from nimbus.security import wgkeys
+
     csr_pem, key_pem = pki.make_csr(node_id)  # SECURITY: the key never leaves this node
+    # SECURITY: the token's WireGuard key only opens the join tunnel; the node's lasting
+    # key is made here, and only its public half is sent.
+    wg_private, wg_public = wgkeys.generate_keypair()
     config = AgentConfig(
         data_dir=settings.data_dir, api_url=url, node_id=node_id,
         wireguard=settings.wireguard, interface=settings.interface,
@@ -136,7 +141,8 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
         long_poll_sec=settings.long_poll_sec, log_level=settings.log_level)
     state = {"control_plane_endpoint": token["wg_endpoint"]}
     body = {"node_id": node_id, "secret": token["secret"], "csr": csr_pem,
-            "agent_version": __version__, "wireguard_port": settings.wireguard_port}
+            "agent_version": __version__, "wireguard_port": settings.wireguard_port,
+            "wireguard_public_key": wg_public}
     target = ip_target(config, state)
     facts = {"hostname": metrics.hostname(), "arch": metrics.arch(),
              "ip_address": metrics.detect_ip(*target) if target else None}
@@ -158,10 +164,16 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
                                         or config.heartbeat_interval_sec)
     state.update(joined_at=round(time.time(), 3), peers=resp.get("peers") or [])
     files.save_enrollment(config.validate(), token["ca_pem"], resp["cert_pem"], key_pem,
-                          token["wg_private_key"] if settings.wireguard else None, state)
+                          wg_private if settings.wireguard else None, state)
     log.info("joined as %s; certificate serial %s saved in %s", node_id,
              mask(pki.cert_info(resp["cert_pem"]).serial, 8), files.root)
     if iface is not None:
+        # The control plane moves its peer for this node to the new key once the join
+        # answer has left; the first request after this handshakes with the new key.
+        iface.up(wg_private, overlay_cidr(token["wg_ip"], token["subnet"]),
+                 settings.wireguard_port)
+        log.info("WireGuard key of %s switched to the node's own key %s", settings.interface,
+                 mask(wg_public, 8))
         _apply_saved_peers(iface, state["peers"])
     return config, iface
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nimbus import wire
-from nimbus.errors import Unauthorized
+from nimbus.errors import BadRequest, Unauthorized
 from nimbus.security import pki
-from nimbus.server import mesh, nodes
+from nimbus.server import joinkeys, mesh, nodes
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.enroll")
@@ -29,8 +30,12 @@ def _issue(state: State, node_id: str, csr_pem: str) -> tuple[str, str, float]:
                                state.config.node_cert_lifetime_sec, state.now())
 
 
-def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
-    """Validate and consume the token in one locked step, then sign the node's CSR."""
+def join(state: State, body: dict[str, Any], source: str
+         ) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Validate and consume the token in one locked step, then sign the node's CSR.
+
+    Returns the answer and the step to run once it has been sent: moving the control
+    plane's peer for the node from the token's key to the node's own (joinkeys)."""
     node_id, now = body["node_id"], state.now()
     presented = hashlib.sha256(body["secret"].encode()).hexdigest()
     pki.check_csr(body["csr"])  # reject a bad CSR before consuming the token
@@ -43,9 +48,14 @@ def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
             raise _refuse(state, node_id, "token already used", source)
         if now > node["join"]["expires_at"]:
             raise _refuse(state, node_id, "token expired", source)
+        if body["wireguard_public_key"] == node["wireguard_public_key"]:
+            # The token's key pair is spent material: the node must bring its own.
+            raise BadRequest("wireguard_public_key must be a new key made by the node, "
+                             "not the one from the join token")
         cert_pem, serial, not_after = _issue(state, node_id, body["csr"])
         # The hash stays so that a replay is logged as "already used"; the secret is spent.
         node["join"] = {**node["join"], "used": True, "used_at": round(now, 3)}
+        joinkeys.begin_handover(node, body["wireguard_public_key"], now)
         node.update(state="active", joined_at=round(now, 3), hostname=body.get("hostname"),
                     arch=body.get("arch"), agent_version=body.get("agent_version"),
                     reported_ip=body.get("ip_address"),
@@ -56,10 +66,12 @@ def join(state: State, body: dict[str, Any], source: str) -> dict[str, Any]:
     state.audit.record("join.ok", now, node_id=node_id, source=source)
     state.audit.record("cert.issued", now, node_id=node_id, serial=serial)
     announce()
-    return {"node": nodes.public_node(state, node), "cert_pem": cert_pem,
-            "ca_pem": state.keys.ca_pem, "peers": mesh.peers_for(state, node_id),
-            "heartbeat_interval_sec": state.config.heartbeat_interval_sec,
-            "client_address": source}
+    answer = {"node": nodes.public_node(state, node), "cert_pem": cert_pem,
+              "ca_pem": state.keys.ca_pem, "peers": mesh.peers_for(state, node_id),
+              "heartbeat_interval_sec": state.config.heartbeat_interval_sec,
+              "client_address": source}
+    return answer, lambda: joinkeys.end_handover(state, node_id,
+                                                 lambda: mesh.reconcile(state))
 
 
 def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:

@@ -27,6 +27,10 @@ def _services(state: State) -> list[Callable[[], None]]:
             stops[0]()  # the caller only stops what this function returned
             raise
         stops.append(_stop_tunnel(state))
+        from nimbus.server import joinkeys, mesh
+
+        # Expired join tokens and finished key handovers leave the interface (joinkeys).
+        stops.append(joinkeys.start_sweep(state, lambda: mesh.reconcile(state)))
     return stops
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nimbus import wire
-from nimbus.server import tasks
+from nimbus.server import joinkeys, tasks
 from nimbus.server.state import State
 from nimbus.wireguard.config import DEFAULT_KEEPALIVE, Peer
 
@@ -50,15 +50,17 @@ def joined_nodes(nodes: dict[str, Any]) -> list[dict[str, Any]]:
 def peers_for(state: State, node_id: str | None) -> list[dict[str, Any]]:
     """Every other joined node, plus the control plane (unless it is asking for itself).
 
-    The control plane's own list (node_id None) also has pending nodes: the join request
-    comes through the tunnel (3.4), so the control plane must know the key from the join
-    token before the node has joined. Only the token holder has that key, and the API over
-    the tunnel still requires the join secret or a client certificate.
+    The control plane's own list (node_id None) also has pending nodes while their token
+    is valid: the join request comes through the tunnel (3.4), so the control plane must
+    know the key from the join token before the node has joined. Which key, and until
+    when, is `joinkeys.control_plane_key`.
     """
     nodes = state.store.read("nodes")
     if node_id is None:
+        now = state.now()
         members = sorted(nodes.values(), key=lambda n: n["wireguard_ip"])
-        return [node_peer(n) for n in members]
+        keyed = [(n, joinkeys.control_plane_key(n, now)) for n in members]
+        return [{**node_peer(n), "public_key": key} for n, key in keyed if key]
     peers = [node_peer(n) for n in joined_nodes(nodes) if n["id"] != node_id]
     peers.insert(0, control_plane_peer(state))
     return peers

@@ -53,6 +53,7 @@ def join_body(token: str, csr: str | None = None, **changes: Any) -> tuple[dict[
     """A join request body for token (fresh CSR unless given) and the matching key."""
     from nimbus import wire
     from nimbus.security.pki import make_csr
+    from nimbus.security.wgkeys import generate_keypair
 
     fields = wire.decode_join_token(token)
     key = ""
@@ -60,7 +61,7 @@ def join_body(token: str, csr: str | None = None, **changes: Any) -> tuple[dict[
         csr, key = make_csr(fields["node_id"])
     body = {"node_id": fields["node_id"], "secret": fields["secret"], "csr": csr,
             "hostname": "test-host", "arch": "x86_64", "agent_version": "0.1.0",
-            "ip_address": "127.0.0.1", **changes}
+            "ip_address": "127.0.0.1", "wireguard_public_key": generate_keypair()[1], **changes}
     return body, key
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from nimbus import wire
 from nimbus.client import ApiClient, HmacAuth, tls_context
 from nimbus.security.pki import make_csr
+from nimbus.security.wgkeys import generate_keypair
 from tests.harness import Server
 
 
@@ -67,7 +68,7 @@ class Joined:
 def join_body(fields: dict[str, Any], csr: str | None = None, **extra: Any) -> dict[str, Any]:
     return {"node_id": fields["node_id"], "secret": fields["secret"],
             "csr": csr or make_csr(fields["node_id"])[0], "hostname": "host-1", "arch": "x86_64",
-            "agent_version": "0.1.0", **extra}
+            "agent_version": "0.1.0", "wireguard_public_key": generate_keypair()[1], **extra}
 
 
 def join(server: Server, fields: dict[str, Any], where: Path) -> Joined:

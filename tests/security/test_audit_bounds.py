@@ -9,7 +9,7 @@ import time
 from nimbus.client import tls_context
 from nimbus.security.pki import make_csr
 from nimbus.server.audit import AuditLog
-from tests.security.helpers import add_node
+from tests.security.helpers import add_node, join_body
 
 JSON = {"Content-Type": "application/json"}
 
@@ -28,8 +28,8 @@ def _refused_joins(server, fields, count, source="127.0.0.1"):
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=60,
                                        context=tls_context(server.ca_pem()),
                                        source_address=(source, 0))
-    body = json.dumps({"node_id": fields["node_id"], "secret": "wrong" * 8,
-                       "csr": make_csr(fields["node_id"])[0]}).encode()
+    body = json.dumps(join_body(fields, make_csr(fields["node_id"])[0],
+                                secret="wrong" * 8)).encode()
     try:
         for _ in range(count):
             conn.request("POST", "/v1/nodes/join", body=body, headers=JSON)

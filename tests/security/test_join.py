@@ -55,13 +55,14 @@ def test_used_expired_unknown_and_wrong_secret_tokens_get_identical_answers(
     from tests.harness import bootstrap_admin
     from tests.security.helpers import operator
 
-    server = server_factory({"join_token_ttl_sec": 1})
+    # Every refusal on its own audit line (no aggregation), so all reasons can be checked.
+    server = server_factory({"join_token_ttl_sec": 3, "audit_aggregate_sec": 0})
     ops = operator(server, bootstrap_admin(server, cli))
     _, used, _ = add_node(ops, name="used")
     join(server, used, tmp_path / "n")
     _, expired, _ = add_node(ops, name="expired")
     _, wrong, _ = add_node(ops, name="wrong")
-    time.sleep(2.2)  # the 1 s TTL of "expired" (and "wrong") runs out
+    time.sleep(4.2)  # the 3 s TTL of "expired" (and "wrong") runs out
     unknown = {**wrong, "node_id": "node-0123456789abcdef"}
     wrong_secret = {**wrong, "secret": wrong["secret"][:-2] + "xx"}
     answers = {}
@@ -100,7 +101,7 @@ def test_join_token_expiry_boundary_with_a_controlled_clock(fake_state, offset, 
     now[0] = fields["expires_at"] + offset
     body = join_body(fields)
     if accepted:
-        assert enroll.join(state, body, "192.0.2.5")["node"]["id"] == fields["node_id"]
+        assert enroll.join(state, body, "192.0.2.5")[0]["node"]["id"] == fields["node_id"]
     else:
         with pytest.raises(Unauthorized):
             enroll.join(state, body, "192.0.2.5")

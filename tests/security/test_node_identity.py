@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nimbus.client import ApiClient
 from nimbus.errors import Unauthorized
 from nimbus.security.pki import make_csr
-from tests.security.helpers import add_node, join, raw
+from tests.security.helpers import add_node, join, join_body, raw
 
 
 def test_node_certificate_is_a_short_lived_client_only_leaf_named_after_the_node(
@@ -39,8 +39,7 @@ def test_server_ignores_the_subject_the_node_asks_for(server, ops, tmp_path):
     _, fields, _ = add_node(ops)
     csr, _ = make_csr("node-ffffffffffffffff")  # asks for somebody else's identity
     data = ApiClient(server.url, fields["ca_pem"]).request(
-        "POST", "/v1/nodes/join", {"node_id": fields["node_id"], "secret": fields["secret"],
-                                   "csr": csr})
+        "POST", "/v1/nodes/join", join_body(fields, csr))
     cert = x509.load_pem_x509_certificate(data["cert_pem"].encode())
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == fields["node_id"]
 

@@ -20,7 +20,7 @@ import pytest
 from nimbus.errors import NimbusError
 from nimbus.security.pki import make_csr
 from tests.harness import REPO, Cli, Server, base_env, bootstrap_admin
-from tests.security.helpers import anonymous, join, operator, raw
+from tests.security.helpers import anonymous, join, join_body, operator, raw
 
 EVENTS = {"bootstrap", "login.ok", "login.failed", "key.created", "key.deleted",
           "token.issued", "join.ok", "join.refused", "cert.issued", "cert.renewed",
@@ -74,8 +74,7 @@ def scenario(tmp_path_factory):
         secrets["join token"] = created["join_token"]
         secrets["join secret"] = fields["secret"]
         secrets["node WireGuard private key"] = fields["wg_private_key"]
-        bad = {"node_id": fields["node_id"], "secret": fields["secret"][::-1],
-               "csr": make_csr(fields["node_id"])[0]}
+        bad = join_body(fields, make_csr(fields["node_id"])[0], secret=fields["secret"][::-1])
         with pytest.raises(NimbusError) as refused:
             anonymous(server).request("POST", "/v1/nodes/join", bad)
         responses.append(refused.value.message)

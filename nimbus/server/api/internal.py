@@ -8,7 +8,7 @@ from typing import Any
 from nimbus import wire
 from nimbus.errors import Forbidden
 from nimbus.server import enroll, heartbeat, tasks
-from nimbus.server.api.routing import Ctx, Router
+from nimbus.server.api.routing import Ctx, Router, respond_then
 
 PEM_CSR = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
                      r"-----END CERTIFICATE REQUEST-----\n?$")
@@ -21,6 +21,7 @@ JOIN_SCHEMA = {
     "agent_version": wire.Field(wire.version),
     "ip_address": wire.Field(wire.ip_address),
     "wireguard_port": wire.Field(wire.number(1, 65535, integer=True)),
+    "wireguard_public_key": wire.Field(wire.wg_public_key, required=True),
 }
 BIG = 2.0**63
 USAGE = {"total": wire.Field(wire.number(0, BIG)), "used": wire.Field(wire.number(0, BIG))}
@@ -43,8 +44,9 @@ RENEW_SCHEMA = {"csr": wire.Field(wire.string(8192, PEM_CSR), required=True)}
 
 def register(r: Router) -> None:
     @r.add("POST", "/v1/nodes/join", auth="none", schema=JOIN_SCHEMA)
-    def join(ctx: Ctx) -> dict[str, Any]:
-        return enroll.join(ctx.state, ctx.body, ctx.source)
+    def join(ctx: Ctx) -> Any:
+        answer, after_sent = enroll.join(ctx.state, ctx.body, ctx.source)
+        return respond_then(200, answer, after_sent)
 
     @r.add("POST", "/v1/internal/heartbeat", auth="node", schema=HEARTBEAT_SCHEMA)
     def beat(ctx: Ctx) -> dict[str, Any]:

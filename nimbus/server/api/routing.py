@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from nimbus.server.authn import Authenticator, Principal, require_admin
 from nimbus.server.state import State
 
 JSON = {"Content-Type": "application/json"}
+log = logging.getLogger("nimbus.api")
 
 
 @dataclass
@@ -60,6 +62,33 @@ def respond_encoded(status: int, data_json: bytes) -> bottle.HTTPResponse:
     """Like respond(), for `data` that is already JSON (a cached listing)."""
     return bottle.HTTPResponse(body=b'{"data":' + data_json + b"}", status=status,
                                headers=dict(JSON))
+
+
+class _ThenIter:
+    """A response body that runs `then` when the server has written it (WSGI close())."""
+
+    def __init__(self, body: bytes, then: Callable[[], None]) -> None:
+        self._body = body
+        self._then = then
+
+    def __iter__(self) -> Any:
+        return iter([self._body])
+
+    def close(self) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            try:
+                then()
+            except Exception:  # the answer is out; a failure here is logged, not sent
+                log.exception("after-response step failed")
+
+
+def respond_then(status: int, data: Any, then: Callable[[], None]) -> bottle.HTTPResponse:
+    """Like respond(), and run `then` once the answer has been sent (or the send failed)."""
+    response = respond(status, data)
+    response.set_header("Content-Length", str(len(response.body)))
+    response.body = _ThenIter(response.body, then)
+    return response
 
 
 class Router:
