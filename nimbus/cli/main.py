@@ -96,7 +96,9 @@ def run(argv: list[str]) -> int:
     except NimbusError as exc:
         if obj.get("debug"):
             raise
-        click.echo(f"error: {exc.message}", err=True)
+        from nimbus.cli.output import safe
+
+        click.echo(f"error: {safe(exc.message)}", err=True)  # the message may be the server's
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
