@@ -19,8 +19,7 @@ from bench.common import (
     admin_for,
     median,
     percentile,
-    seed_nodes,
-    start_server,
+    start_seeded_server,
     workdir,
 )
 
@@ -46,8 +45,7 @@ def run(quick: bool, log: Any) -> list[Result]:
     else:
         base, what = [sys.executable, "-m", "nimbus"], "python -m nimbus (no dist/nimbus.pyz)"
     with workdir("cli") as tmp:
-        seed_nodes(tmp / "data", 100)
-        server = start_server(tmp)
+        server = start_seeded_server(tmp, 100)
         try:
             cli, _ = admin_for(server, tmp)
             env = {**cli.env, "NIMBUS_CACHE": str(tmp / "cache")}

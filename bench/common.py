@@ -105,6 +105,16 @@ def start_server(tmp: Path, settings: dict[str, Any] | None = None) -> Server:
     return Server(tmp, {"wireguard_subnet": BIG_SUBNET, **(settings or {})}).start(timeout=60)
 
 
+def start_seeded_server(tmp: Path, nodes: int, settings: dict[str, Any] | None = None) -> Server:
+    """A control plane with `nodes` joined nodes: started once to create its CA and keys (it
+    refuses a store that has collections but no CA: nimbus/server/verify.py), stopped,
+    seeded, started again."""
+    first = start_server(tmp, settings)
+    first.stop()
+    seed_nodes(first.data_dir, nodes)
+    return start_server(tmp, settings)
+
+
 def admin_client(server: Server, conn: dict[str, Any]) -> Any:
     from nimbus.client import ApiClient, HmacAuth
 

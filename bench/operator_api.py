@@ -11,8 +11,7 @@ from bench.common import (
     admin_for,
     cpu_seconds,
     percentile,
-    seed_nodes,
-    start_server,
+    start_seeded_server,
     workdir,
 )
 from bench.loadgen import LoadGen, Slot
@@ -70,12 +69,7 @@ def _measure(gen: LoadGen, seconds: float, pid: int) -> dict[str, Any]:
 def run(quick: bool, log: Any) -> list[Result]:
     seconds = 3 if quick else 20
     with workdir("operator") as tmp:
-        # The server creates its data dir (CA, keys) first: it refuses to start on a store
-        # that has collections but no CA (nimbus/server/verify.py).
-        server = start_server(tmp)
-        server.stop()
-        seed_nodes(server.data_dir, NODES)
-        server.start(timeout=60)
+        server = start_seeded_server(tmp, NODES)
         try:
             _, conn = admin_for(server, tmp)
             admin = admin_client(server, conn)
