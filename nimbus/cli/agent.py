@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from nimbus import config as cfg
-from nimbus.errors import ConfigError
+from nimbus.errors import ConfigError, Unauthorized
 
 
 @click.group(invoke_without_command=True)
@@ -77,7 +77,14 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
         if token:
             click.echo("warning: --token is visible to other users in the process list; "
                        "use --token-file next time", err=True)
-        config, wireguard = enroll.join(text, settings, api_url, files)
+        try:
+            config, wireguard = enroll.join(text, settings, api_url, files)
+        except Unauthorized as exc:  # the join was refused: spent, expired or wrong token
+            from nimbus import wire
+
+            node = wire.decode_join_token(text)["node_id"]
+            raise Unauthorized(f"{exc.message}; ask for a new one with `nimbus node token "
+                               f"{node}`") from None
     else:
         config, wireguard = enroll.resume(files, explicit)
     stop = threading.Event()
