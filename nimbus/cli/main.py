@@ -19,7 +19,7 @@ COMMANDS = {
     "configure": ("nimbus.cli.configure", "configure", "Store the CLI connection config."),
     "version": ("nimbus.cli.version", "version", "Print the client (and server) version."),
     "agent": ("nimbus.cli.agent", "agent", "Run the node agent (join with a token first)."),
-    "node": ("nimbus.cli.nodes", "node", "Manage nodes: add, list, describe, drain, delete."),
+    "node": ("nimbus.cli.nodes", "node", "Nodes: add, token, list, describe, drain, delete."),
     "iam": ("nimbus.cli.iam", "iam", "Users, API keys, passwords and tokens."),
     "lab": ("nimbus.cli.lab", "lab", "A real multi-node mesh on this machine (root)."),
     "audit": ("nimbus.cli.audit", "audit", "Show security events from the audit log."),

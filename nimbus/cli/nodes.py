@@ -1,4 +1,7 @@
-"""`nimbus node …`: add (join token), list, describe, drain, delete, update-ip."""
+"""`nimbus node …`: add, token, list, describe, drain, undrain, delete, update-ip.
+
+NODE is a node's ID or its name; the server resolves either.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ DESCRIBE_FIELDS = [*NODE_COLUMNS, "wireguard_public_key", "created_at", "joined_
 
 @click.group()
 def node() -> None:
-    """Manage nodes: add, list, describe, drain, delete, update-ip."""
+    """Manage nodes: add, token, list, describe, drain, undrain, delete, update-ip.
+
+    NODE is a node's ID or its name.
+    """
 
 
 @node.command("add")
@@ -30,12 +36,26 @@ def add(ctx: click.Context, get_token: bool, ip_address: str, name: str | None,
         fmt: str) -> None:
     """Create a pending node and print its join token (valid 10 minutes, single use)."""
     body = {"ip_address": ip_address, **({"name": name} if name else {})}
-    data = api(ctx).request("POST", "/v1/nodes", body)
+    _print_join(api(ctx).request("POST", "/v1/nodes", body), fmt, "created")
+
+
+@node.command("token")
+@click.argument("node_ref", metavar="NODE")
+@output_option
+@click.pass_context
+def token(ctx: click.Context, node_ref: str, fmt: str) -> None:
+    """A fresh join token for a pending node; its previous token stops working."""
+    _print_join(api(ctx).request("POST", f"/v1/nodes/{_seg(node_ref)}/token", {}), fmt,
+                "has a new join token")
+
+
+def _print_join(data: dict, fmt: str, what: str) -> None:
+    """The token alone on stdout (for `> node.token`), the explanation on stderr."""
     if fmt == "json":
         emit(data, fmt)
         return
     n = data["node"]
-    click.echo(f"node {safe(n['id'])} ({safe(n['name'])}) created, overlay IP "
+    click.echo(f"node {safe(n['id'])} ({safe(n['name'])}) {what}, overlay IP "
                f"{safe(str(n['wireguard_ip']))}", err=True)
     click.echo("join it on the node with:  nimbus agent --join --token-file FILE", err=True)
     click.echo(data["join_token"])  # SECURITY: the one-time token is what was asked for
@@ -50,7 +70,7 @@ def list_nodes(ctx: click.Context, fmt: str) -> None:
 
 
 @node.command("describe")
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE")
 @output_option
 @click.pass_context
 def describe(ctx: click.Context, node_id: str, fmt: str) -> None:
@@ -66,7 +86,7 @@ def describe(ctx: click.Context, node_id: str, fmt: str) -> None:
 
 
 @node.command("drain")
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE")
 @output_option
 @click.pass_context
 def drain(ctx: click.Context, node_id: str, fmt: str) -> None:
@@ -74,8 +94,17 @@ def drain(ctx: click.Context, node_id: str, fmt: str) -> None:
     emit(api(ctx).request("POST", f"/v1/nodes/{_seg(node_id)}/drain", {}), fmt, NODE_COLUMNS)
 
 
+@node.command("undrain")
+@click.argument("node_id", metavar="NODE")
+@output_option
+@click.pass_context
+def undrain(ctx: click.Context, node_id: str, fmt: str) -> None:
+    """Take a draining node back into service."""
+    emit(api(ctx).request("POST", f"/v1/nodes/{_seg(node_id)}/undrain", {}), fmt, NODE_COLUMNS)
+
+
 @node.command("delete")
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE")
 @output_option
 @click.pass_context
 def delete(ctx: click.Context, node_id: str, fmt: str) -> None:
@@ -84,7 +113,7 @@ def delete(ctx: click.Context, node_id: str, fmt: str) -> None:
 
 
 @node.command("update-ip")
-@click.argument("node_id")
+@click.argument("node_id", metavar="NODE")
 @click.option("--ip", "ip_address", required=True, help="The node's new public/LAN IP.")
 @output_option
 @click.pass_context
