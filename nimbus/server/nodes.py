@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nimbus import wire
-from nimbus.errors import Conflict, NotFound
+from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.server import ipam, mesh, tasks
 from nimbus.server.state import State
 
@@ -66,6 +66,19 @@ def listing_json(state: State) -> bytes:
     return body
 
 
+def resolve(state: State, ref: str) -> str:
+    """The id of the node with this id or name; NotFound otherwise."""
+    nodes = state.store.read("nodes")
+    if ref in nodes:
+        return ref
+    for node in nodes.values():
+        if node["name"] == ref:
+            return node["id"]
+    if wire.ID_RE["node"].fullmatch(ref) or wire.NAME_RE.fullmatch(ref):
+        raise NotFound("no such node")
+    raise BadRequest("invalid node id or name")
+
+
 def get_node(state: State, node_id: str) -> dict[str, Any]:
     node = state.store.read("nodes").get(wire.check_id("node", node_id))
     if node is None:
@@ -108,16 +121,61 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
                 "join": {"secret_sha256": hashlib.sha256(secret.encode()).hexdigest(),
                          "expires_at": expires_at, "used": False}}
         nodes[node_id] = node
-    cfg = state.config
-    token = wire.encode_join_token({
-        "node_id": node_id, "secret": secret, "expires_at": expires_at, "wg_ip": wg_ip,
-        "wg_private_key": wg_private, "wg_public_key": state.keys.wireguard_keypair()[1],
-        "wg_endpoint": mesh.control_plane_peer(state)["endpoint"],
-        "api_url": cfg.overlay_api_url if cfg.wireguard else cfg.direct_api_url,
-        "subnet": cfg.wireguard_subnet, "ca_pem": state.keys.ca_pem})
+    token = _join_token(state, node, secret, wg_private)
     state.audit.record("node.created", now, node_id=node_id, actor=actor, wireguard_ip=wg_ip)
     mesh.reconcile(state)  # the control plane accepts the pending node's tunnel for the join
     return {"node": public_node(state, node), "join_token": token}
+
+
+def _join_token(state: State, node: dict[str, Any], secret: str, wg_private: str) -> str:
+    """The join token for a pending node (design.md §3.4); only the secret's hash is kept."""
+    cfg = state.config
+    return wire.encode_join_token({
+        "node_id": node["id"], "secret": secret, "expires_at": node["join"]["expires_at"],
+        "wg_ip": node["wireguard_ip"], "wg_private_key": wg_private,
+        "wg_public_key": state.keys.wireguard_keypair()[1],
+        "wg_endpoint": mesh.control_plane_peer(state)["endpoint"],
+        "api_url": cfg.overlay_api_url if cfg.wireguard else cfg.direct_api_url,
+        "subnet": cfg.wireguard_subnet, "ca_pem": state.keys.ca_pem})
+
+
+def new_join_token(state: State, node_id: str, actor: str) -> dict[str, Any]:
+    """A fresh token (secret, join key, expiry) for a pending node; the old one stops working."""
+    from nimbus.security import wgkeys
+
+    secret = secrets.token_urlsafe(32)
+    wg_private, wg_public = wgkeys.generate_keypair()
+    now = state.now()
+    with state.store.transaction("nodes") as tx:
+        node = tx["nodes"].get(wire.check_id("node", node_id))
+        if node is None:
+            raise NotFound("no such node")
+        if node["state"] != "pending":
+            raise Conflict(f"node {node['name']} has already joined; a join token is only for "
+                           "a pending node (to join the machine again, delete the node and "
+                           "add it anew)")
+        node["wireguard_public_key"] = wg_public  # the old token's tunnel key stops working
+        # SECURITY: only the hash of the new secret is stored; the old hash is replaced.
+        node["join"] = {"secret_sha256": hashlib.sha256(secret.encode()).hexdigest(),
+                        "expires_at": int(now) + state.config.join_token_ttl_sec,
+                        "used": False}
+    token = _join_token(state, node, secret, wg_private)
+    state.audit.record("node.token", now, node_id=node_id, actor=actor)
+    mesh.reconcile(state)  # the control plane peers with the new join key
+    return {"node": public_node(state, node), "join_token": token}
+
+
+def undrain(state: State, node_id: str, actor: str) -> dict[str, Any]:
+    """A draining node takes work again."""
+    with state.store.transaction("nodes") as tx:
+        node = tx["nodes"].get(wire.check_id("node", node_id))
+        if node is None:
+            raise NotFound("no such node")
+        if node["state"] != "draining":
+            raise Conflict(f"node {node['name']} is not draining")
+        node["state"] = "active"
+    state.audit.record("node.undrained", state.now(), node_id=node_id, actor=actor)
+    return public_node(state, node)
 
 
 def drain(state: State, node_id: str, actor: str) -> dict[str, Any]:

@@ -182,6 +182,13 @@ def _paths() -> dict[str, dict[str, Schema]]:
                       ANY_OBJECT, params=NID, tag="nodes")}
     p["/v1/nodes/{node_id}/drain"] = {"post": _op(
         "Drain a node", OPERATOR, (401, 403, 404, 409), NODE_OBJ, obj({}), NID, tag="nodes")}
+    p["/v1/nodes/{node_id}/undrain"] = {"post": _op(
+        "Take a draining node back into service", OPERATOR, (401, 403, 404, 409), NODE_OBJ,
+        obj({}), NID, tag="nodes")}
+    p["/v1/nodes/{node_id}/token"] = {"post": _op(
+        "A fresh join token for a pending node (the previous one stops working)", OPERATOR,
+        (401, 403, 404, 409), obj({"node": NODE_OBJ, "join_token": {"type": "string"}},
+                                  ("node", "join_token")), obj({}), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/ip"] = {"post": _op(
         "Change a node's public IP", OPERATOR, (401, 403, 404), NODE_OBJ,
         obj({"ip_address": IP}, ("ip_address",)), NID, tag="nodes")}

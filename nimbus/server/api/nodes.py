@@ -28,19 +28,28 @@ def register(r: Router) -> None:
 
     @r.add("GET", "/v1/nodes/<node_id>", auth="user")
     def describe(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.describe(ctx.state, node_id)
+        return nodes.describe(ctx.state, nodes.resolve(ctx.state, node_id))
 
     @r.add("POST", "/v1/nodes/<node_id>/drain", auth="admin", schema={})
     def drain(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.drain(ctx.state, node_id, _actor(ctx))
+        return nodes.drain(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+
+    @r.add("POST", "/v1/nodes/<node_id>/undrain", auth="admin", schema={})
+    def undrain(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.undrain(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+
+    @r.add("POST", "/v1/nodes/<node_id>/token", auth="admin", schema={})
+    def new_token(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        return nodes.new_join_token(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
 
     @r.add("POST", "/v1/nodes/<node_id>/ip", auth="admin", schema=IP_SCHEMA)
     def set_ip(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.set_ip(ctx.state, node_id, ctx.body["ip_address"], _actor(ctx))
+        return nodes.set_ip(ctx.state, nodes.resolve(ctx.state, node_id), ctx.body["ip_address"],
+                            _actor(ctx))
 
     @r.add("DELETE", "/v1/nodes/<node_id>", auth="admin")
     def delete(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.delete(ctx.state, node_id, _actor(ctx))
+        return nodes.delete(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
 
 
 def _actor(ctx: Ctx) -> str:
