@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nimbus.server import nodes
+from nimbus.server import enroll, nodes
 from nimbus.server.state import State
 
 LIVE_FIELDS = ("cpu", "memory", "disk")
@@ -17,6 +17,7 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     live = {k: body[k] for k in LIVE_FIELDS if k in body}
     live["last_seen"] = round(state.now(), 3)
     state.runtime.update(node_id, live)
+    enroll.answer_received(state, node_id)
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
     nodes.record_facts(state, node_id, facts, body.get("ip_address"))
     state.metrics.inc("heartbeats")

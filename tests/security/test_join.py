@@ -20,11 +20,12 @@ from tests.security.helpers import add_node, join, join_body, raw, store_doc
 
 def test_fifty_parallel_joins_with_one_token_join_exactly_one_node(server, ops, tmp_path):
     node, fields, _ = add_node(ops)
-    csr = make_csr(fields["node_id"])[0]
-    payload = json.dumps(join_body(fields, csr)).encode()
+    # Fifty different keys (fifty machines racing for one token); the same key again would
+    # be a retry of one join, answered with the same certificate (test below).
+    payloads = [json.dumps(join_body(fields)).encode() for _ in range(50)]
 
-    def attempt(_: int) -> tuple[int, bytes]:
-        status, _, body = raw(server, "POST", "/v1/nodes/join", payload,
+    def attempt(i: int) -> tuple[int, bytes]:
+        status, _, body = raw(server, "POST", "/v1/nodes/join", payloads[i],
                               {"Content-Type": "application/json"})
         return status, body
 
@@ -106,6 +107,47 @@ def test_join_token_expiry_boundary_with_a_controlled_clock(fake_state, offset, 
         with pytest.raises(Unauthorized):
             enroll.join(state, body, "192.0.2.5")
         assert state.store.read("nodes")[fields["node_id"]]["state"] == "pending"
+
+
+def test_a_retried_join_gets_the_same_certificate_and_nothing_else_does(fake_state):
+    """The join's answer was lost: the agent retries with the same CSR and WireGuard key."""
+    state, now = fake_state
+    created = nodes.create(state, "192.0.2.5", None, actor="test")
+    from nimbus import wire
+
+    fields = wire.decode_join_token(created["join_token"])
+    body = join_body(fields)
+    first, _ = enroll.join(state, body, "192.0.2.5")
+    now[0] += 30
+    again, _ = enroll.join(state, dict(body), "192.0.2.5")
+    assert again["cert_pem"] == first["cert_pem"]
+    assert again["node"]["id"] == fields["node_id"]
+    stored = state.store.read("nodes")[fields["node_id"]]
+    assert len(stored["cert_serials"]) == 1  # no second certificate
+    for changed in ({"csr": make_csr(fields["node_id"])[0]},  # another key: a thief
+                    {"wireguard_public_key": join_body(fields)["wireguard_public_key"]}):
+        with pytest.raises(Unauthorized):
+            enroll.join(state, {**body, **changed}, "192.0.2.5")
+    events = [e["event"] for e in state.audit.read()]
+    assert events.count("join.ok") == 1 and events.count("join.retried") == 1
+    # Past the token's lifetime the same request is refused like any used token.
+    now[0] = fields["expires_at"] + 1
+    with pytest.raises(Unauthorized):
+        enroll.join(state, dict(body), "192.0.2.5")
+
+
+def test_a_join_retry_is_refused_once_the_node_used_its_certificate(fake_state):
+    state, _now = fake_state
+    created = nodes.create(state, "192.0.2.6", None, actor="test")
+    from nimbus import wire
+
+    fields = wire.decode_join_token(created["join_token"])
+    body = join_body(fields)
+    enroll.join(state, body, "192.0.2.6")
+    enroll.answer_received(state, fields["node_id"])  # its first heartbeat over mTLS
+    assert "cert_pem" not in state.store.read("nodes")[fields["node_id"]]["join"]
+    with pytest.raises(Unauthorized):
+        enroll.join(state, dict(body), "192.0.2.6")
 
 
 def test_client_refuses_a_control_plane_that_does_not_chain_to_the_token_ca(
