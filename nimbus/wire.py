@@ -22,6 +22,7 @@ ID_RE = {
     "user": re.compile(r"^user-[0-9a-f]{16}$"),
     "node": re.compile(r"^node-[0-9a-f]{16}$"),
     "task": re.compile(r"^task-[0-9a-f]{16}$"),
+    "swarm": re.compile(r"^swarm-[0-9a-f]{16}$"),
     "key": re.compile(r"^NBUS[0-9A-Z]{16}$"),
 }
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -159,7 +159,9 @@ class Agent:
     def heartbeat_loop(self) -> None:
         from nimbus.agent.enroll import ip_target
         from nimbus.agent.metrics import collect
+        from nimbus.docker.engine import DockerEngine
 
+        engine = DockerEngine(self.config.docker_host)
         interval = float(self.config.heartbeat_interval_sec)
         client, gen = self._client(timeout=max(15.0, interval))
         backoff = Backoff()
@@ -170,6 +172,9 @@ class Agent:
                 client, gen = self._try_renew(client, gen, max(15.0, interval))
             try:
                 body = collect(self.cpu, target, __version__)
+                docker = engine.report()
+                if docker is not None:
+                    body["docker"] = docker
                 resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
                 interval = float(resp.get("next_heartbeat_sec") or interval)
                 self.membership.accepted()
@@ -208,7 +213,8 @@ class Agent:
         timeout = wait + 15.0  # the server holds the request up to `wait` seconds
         client, gen = self._client(timeout)
         backoff = Backoff()
-        ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers)
+        ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers,
+                          docker_host=self.config.docker_host)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():

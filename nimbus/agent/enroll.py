@@ -138,7 +138,8 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
         wireguard=settings.wireguard, interface=settings.interface,
         wireguard_port=settings.wireguard_port, wg_ip=token["wg_ip"], subnet=token["subnet"],
         heartbeat_interval_sec=settings.heartbeat_interval_sec,
-        long_poll_sec=settings.long_poll_sec, log_level=settings.log_level)
+        long_poll_sec=settings.long_poll_sec, log_level=settings.log_level,
+        docker_host=settings.docker_host)
     state = {"control_plane_endpoint": token["wg_endpoint"]}
     body = {"node_id": node_id, "secret": token["secret"], "csr": csr_pem,
             "agent_version": __version__, "wireguard_port": settings.wireguard_port,

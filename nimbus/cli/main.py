@@ -23,6 +23,8 @@ COMMANDS = {
     "iam": ("nimbus.cli.iam", "iam", "Users, API keys, passwords and tokens."),
     "lab": ("nimbus.cli.lab", "lab", "A real multi-node mesh on this machine (root)."),
     "audit": ("nimbus.cli.audit", "audit", "Show security events from the audit log."),
+    "swarm": ("nimbus.cli.swarm", "swarm", "Docker Swarm groups of nodes, on the overlay."),
+    "service": ("nimbus.cli.service", "service", "Compose stacks deployed onto a swarm."),
     "backup": ("nimbus.cli.backup", "backup", "Snapshot the control plane's data into a file."),
     "restore": ("nimbus.cli.backup", "restore", "Restore a backup into a new data dir."),
     "doctor": ("nimbus.cli.doctor", "doctor", "Check a data dir as `serve` does at start-up."),

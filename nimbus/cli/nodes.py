@@ -105,11 +105,14 @@ def undrain(ctx: click.Context, node_id: str, fmt: str) -> None:
 
 @node.command("delete")
 @click.argument("node_id", metavar="NODE")
+@click.option("--force", is_flag=True,
+              help="Delete even the last manager of a swarm that has other members.")
 @output_option
 @click.pass_context
-def delete(ctx: click.Context, node_id: str, fmt: str) -> None:
-    """Revoke a node's certificates and remove it from the mesh."""
-    emit(api(ctx).request("DELETE", f"/v1/nodes/{_seg(node_id)}"), fmt)
+def delete(ctx: click.Context, node_id: str, force: bool, fmt: str) -> None:
+    """Revoke a node's certificates and remove it from the mesh and its swarm."""
+    query = "?force=true" if force else ""
+    emit(api(ctx).request("DELETE", f"/v1/nodes/{_seg(node_id)}{query}"), fmt)
 
 
 @node.command("update-ip")

@@ -106,6 +106,19 @@ class DockerEngine:
     def nodes(self) -> list[dict[str, Any]]:
         return plan.parse_nodes(self.docker(plan.node_ls_argv()).stdout)
 
+    def report(self) -> dict[str, str] | None:
+        """What the heartbeat says about Docker: {version, swarm_state, swarm_node_id}, or
+        None when there is no engine. One Engine API call, no process started."""
+        if not os.path.exists(self.socket_path):
+            return None
+        try:
+            info = plan.parse_info(json.dumps(self.api("GET", "/info", timeout=5)))
+        except (DockerError, ValueError):
+            return None
+        return {"version": info["version"][:64] or "unknown",
+                "swarm_state": info["swarm_state"][:16],
+                "swarm_node_id": info["swarm_node_id"][:64]}
+
     # -- swarm --------------------------------------------------------------------------------
 
     def swarm_init(self, addr: str, ingress_timeout: float = 30) -> dict[str, Any]:
@@ -152,9 +165,18 @@ class DockerEngine:
         self.api("POST", "/swarm/join", plan.join_request(addr, manager_addr, token))
         return self.info()
 
-    def swarm_leave(self) -> dict[str, Any]:
-        if self.info()["swarm_state"] != "inactive":
-            self.docker(plan.leave_argv(force=True))
+    def swarm_leave(self, attempts: int = 3) -> dict[str, Any]:
+        """Leave the swarm (idempotent). A manager's leave can time out inside Docker
+        ("context deadline exceeded") while it winds raft down; it is retried."""
+        for attempt in range(attempts):
+            if self.info()["swarm_state"] == "inactive":
+                break
+            try:
+                self.docker(plan.leave_argv(force=True), timeout=90)
+            except DockerError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1)
         return self.info()
 
     def node_rm(self, swarm_node_id: str) -> None:

@@ -19,6 +19,7 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     state.runtime.update(node_id, live)
     enroll.answer_received(state, node_id)
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
+    facts["docker"] = body.get("docker")  # absent: no Docker Engine on the node (now)
     nodes.record_facts(state, node_id, facts, body.get("ip_address"))
     state.metrics.inc("heartbeats")
     return {"next_heartbeat_sec": state.config.heartbeat_interval_sec}

@@ -31,7 +31,7 @@ def public_node(state: State, node: dict[str, Any]) -> dict[str, Any]:
     live = state.runtime.get(node["id"])
     out = {k: node.get(k) for k in (
         "id", "name", "ip_address", "wireguard_ip", "wireguard_public_key", "hostname",
-        "arch", "agent_version", "created_at", "joined_at", "cert_expires_at")}
+        "arch", "agent_version", "created_at", "joined_at", "cert_expires_at", "docker")}
     out["status"] = status_of(state, node, live)
     out.update({k: live.get(k) for k in RUNTIME_FIELDS})
     return out
@@ -244,8 +244,11 @@ def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | No
         announce()
 
 
-def delete(state: State, node_id: str, actor: str) -> dict[str, Any]:
-    """Revoke every certificate of the node at once and cut it out of the mesh."""
+def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[str, Any]:
+    """Revoke every certificate of the node at once and cut it out of the mesh (and swarm)."""
+    from nimbus.server import swarm
+
+    swarm.check_node_delete(state, node_id, force)
     now = state.now()
     with state.store.transaction("nodes", "revoked", "tasks") as tx:
         node = tx["nodes"].pop(wire.check_id("node", node_id), None)
@@ -266,4 +269,5 @@ def delete(state: State, node_id: str, actor: str) -> dict[str, Any]:
     for serial in node["cert_serials"]:
         state.audit.record("cert.revoked", now, node_id=node_id, serial=serial)
     announce()
+    swarm.node_deleted(state, node_id)
     return {"id": node_id, "deleted": True, "revoked_certificates": len(node["cert_serials"])}

@@ -6,9 +6,9 @@ example `swarm`) is one import and one entry in `MODULES`.
 
 from __future__ import annotations
 
-from nimbus.server import mesh, tasks
+from nimbus.server import mesh, swarm_tasks, tasks
 
-MODULES = (mesh,)
+MODULES = (mesh, swarm_tasks)
 
 
 def task_types() -> dict[str, tasks.TaskType]:

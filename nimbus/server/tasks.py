@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 REDELIVER_AFTER_SEC = 60
 KEEP_FINISHED_PER_NODE = 20
 Render = Callable[["State", str, dict[str, Any]], dict[str, Any]]
+# (state, task, status, output) -> the output to store, e.g. with secrets sealed away
+OnResult = Callable[["State", dict[str, Any], str, str], str]
 
 
 def _as_queued(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +36,7 @@ class TaskType:
     name: str
     render: Render = _as_queued
     coalesce: bool = False
+    on_result: OnResult | None = None  # runs on the node's first result, before it is stored
 
 
 NOOP = TaskType("noop")  # the queue's own type: agents answer "ok" (tests, diagnostics)
@@ -111,6 +114,13 @@ def _deliver(state: State, node_id: str) -> list[dict[str, Any]]:
 
 def report(state: State, node_id: str, task_id: str, status: str, output: str) -> dict[str, Any]:
     """Record a result; repeating a report for a finished task is a harmless no-op."""
+    task = state.store.read("tasks").get(task_id)
+    if task is None or task["node_id"] != node_id:
+        raise NotFound("no such task for this node")
+    kind = state.task_types.get(task["type"])
+    if kind is not None and kind.on_result is not None and task["status"] not in (
+            "succeeded", "failed"):
+        output = kind.on_result(state, task, status, output)
     with state.store.transaction("tasks") as tx:
         task = tx["tasks"].get(task_id)
         if task is None or task["node_id"] != node_id:

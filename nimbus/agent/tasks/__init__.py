@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nimbus.agent.tasks import wireguard
+from nimbus.agent.tasks import swarm, wireguard
 from nimbus.agent.tasks.base import Handler, TaskContext
 
 __all__ = ["HANDLERS", "MODULES", "Handler", "TaskContext", "run_task"]
 log = logging.getLogger("nimbus.agent.tasks")
 MAX_OUTPUT = 65536
-MODULES = (wireguard,)
+MODULES = (wireguard, swarm)
 
 
 def _noop(ctx: TaskContext, payload: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ class TaskContext:
     wireguard: Any = None  # a WireGuardInterface, or None in --no-wireguard mode
     # Called with the peer list (wire dicts) once applied, so a restart can re-apply it.
     remember_peers: Callable[[list[dict[str, Any]]], None] | None = None
+    docker_host: str = ""  # the local Docker Engine ("" = its default socket)
 
 
 # (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:

@@ -34,6 +34,12 @@ HEARTBEAT_SCHEMA = {
     "agent_version": wire.Field(wire.version),
     "hostname": wire.Field(wire.hostname),
     "arch": wire.Field(wire.arch),
+    "docker": wire.Field(wire.obj({
+        "version": wire.Field(wire.version, required=True),
+        "swarm_state": wire.Field(wire.string(16, re.compile(r"^[a-z-]{1,16}$")),
+                                  required=True),
+        "swarm_node_id": wire.Field(wire.string(64, re.compile(r"^[a-z0-9]{0,64}$"),
+                                                min_len=0))})),
 }
 RESULT_SCHEMA = {
     "status": wire.Field(wire.string(16, re.compile(r"^(succeeded|failed)$")), required=True),

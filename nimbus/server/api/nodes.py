@@ -49,7 +49,8 @@ def register(r: Router) -> None:
 
     @r.add("DELETE", "/v1/nodes/<node_id>", auth="admin")
     def delete(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.delete(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+        force = ctx.query.get("force", "").lower() in ("1", "true", "yes")
+        return nodes.delete(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx), force)
 
 
 def _actor(ctx: Ctx) -> str:
