@@ -37,14 +37,8 @@ def find(swarms: dict[str, Any], ref: str) -> dict[str, Any]:
 
 
 def find_node(state: State, ref: str) -> dict[str, Any]:
-    """A node by id or name."""
-    all_nodes = state.store.read("nodes")
-    if ref in all_nodes:
-        return all_nodes[ref]
-    for n in all_nodes.values():
-        if n["name"] == ref:
-            return n
-    raise NotFound(f"no node {ref[:64]!r}")
+    """A node by id or name (the one resolver, nodes.resolve)."""
+    return state.store.read("nodes")[nodes.resolve(state, ref)]
 
 
 def swarm_of(swarms: dict[str, Any], node_id: str) -> dict[str, Any] | None:

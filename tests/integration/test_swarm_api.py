@@ -77,7 +77,7 @@ def test_swarm_input_is_checked_and_nothing_changes(cp: Server, cli: Cli):
     missing = cli.run("swarm", "describe", "nope", check=False)
     assert missing.returncode != 0 and "no swarm" in missing.stderr
     ghost = cli.run("swarm", "add-node", "--swarm", "alpha", "--node", "ghost", check=False)
-    assert ghost.returncode != 0 and "no node" in ghost.stderr
+    assert ghost.returncode != 0 and "no such node" in ghost.stderr
     role = cli.run("swarm", "add-node", "--swarm", "alpha", "--node", "n1", "--role", "boss",
                    check=False)
     assert role.returncode != 0
