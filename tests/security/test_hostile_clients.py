@@ -167,7 +167,7 @@ def test_hundreds_of_idle_and_half_sent_connections_do_not_exhaust_the_workers(
 
 @pytest.fixture
 def quick_deadline(server_factory: Any) -> Server:
-    return server_factory({"request_timeout_sec": 2})
+    return server_factory({"request_timeout_sec": 3})
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bytes:
@@ -209,10 +209,10 @@ def test_a_body_that_never_completes_gets_408(quick_deadline):
 
 def test_a_silent_kept_alive_connection_is_not_answered_with_408(server_factory):
     """Between requests a connection may idle (agents do); it is closed quietly later."""
-    srv = server_factory({"request_timeout_sec": 1, "idle_timeout_sec": 3})
+    srv = server_factory({"request_timeout_sec": 3, "idle_timeout_sec": 8})
     with held([attacker_tls(srv)]) as (sock,):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(1.5)  # past the request deadline, within the idle timeout
+        time.sleep(4)  # past the request deadline, within the idle timeout
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         data = _closed_within(sock, DEADLINE)
     assert data.count(b"HTTP/1.1 200") == 2 and b"408" not in data
@@ -246,6 +246,15 @@ def _refused(server: Server) -> bool:
         return True
 
 
+def admitted_again(server: Server) -> None:
+    """Wait (a loaded machine may take a moment to notice closes) until the attacker's
+    address is admitted again; fail if that does not happen within DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while _refused(server):
+        assert time.monotonic() < deadline, "the per-source slots were never released"
+        time.sleep(0.2)
+
+
 def test_connections_per_source_address_are_capped(server_factory):
     srv = server_factory({"max_connections_per_source": 5})
     socks = [attacker_tls(srv) for _ in range(5)]
@@ -255,13 +264,14 @@ def test_connections_per_source_address_are_capped(server_factory):
         assert raw_exchange(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                             b"\r\n").startswith(b"HTTP/1.1 200")
         socks.pop().close()
-        time.sleep(0.3)
-        assert not _refused(srv)
+        admitted_again(srv)
 
 
 def test_connections_reset_by_the_client_free_their_slot(server_factory):
     """Fault injection: clients that vanish mid-handshake or mid-request (RST) free their slot."""
-    srv = server_factory({"max_connections_per_source": 3})
+    # 3 per round + 1 for admitted_again's probe, whose close may still be on its way: a
+    # leak of the 3 reset connections of a round would already refuse the next round.
+    srv = server_factory({"max_connections_per_source": 4})
     for _ in range(4):
         socks = [attacker_tcp(srv) for _ in range(3)]
         socks[0].sendall(PARTIAL_HELLO)
@@ -270,8 +280,7 @@ def test_connections_reset_by_the_client_free_their_slot(server_factory):
         for s in [*socks, tls]:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             s.close()  # RST
-        time.sleep(0.3)
-    assert not _refused(srv), "slots of reset connections were never released"
+        admitted_again(srv)  # fails if the slots of reset connections were never released
 
 
 def attacker_tls_after(sock: socket.socket, server: Server) -> ssl.SSLSocket:
