@@ -25,6 +25,7 @@ BUILD_ID = "dev"  # filled in by build.py: shiv's hash of the bundled site-packa
 SUPPORTED = ()  # filled in by build.py
 SUPPORTED_TEXT = "Linux x86_64 or aarch64 with glibc 2.17+, CPython 3.9 to 3.14"  # by build.py
 NATIVE_DIR = "_nimbus_native"
+SITE_ZIP = "site-packages.zip"
 MIN_GLIBC = (2, 17)
 EXIT_UNSUPPORTED = 1
 
@@ -175,11 +176,6 @@ def _writable_root(root, shared):
 
 def extract(roots, explicit, archive_path):
     """First run of this build: extract with shiv's bootstrap (file lock, temp dir, rename)."""
-    import zipfile
-    from pathlib import Path
-
-    from _bootstrap import extract_site_packages  # shiv's, bundled in the pyz
-
     failures = []
     for root in roots:
         if not _writable_root(root, _is_shared(root, explicit)):
@@ -187,14 +183,37 @@ def extract(roots, explicit, archive_path):
             continue
         site = site_packages_in(root)
         try:
-            with zipfile.ZipFile(archive_path) as archive:
-                extract_site_packages(archive, Path(site).parent, compile_pyc=True)
+            _extract_into(archive_path, root, site)
         except OSError as exc:  # disk full, permissions below the root...
             failures.append("%s (%s)" % (root, exc.strerror or exc))
             continue
         return site
     raise CannotStart("nimbus: cannot unpack itself into %s; set NIMBUS_CACHE to a "
                       "directory this user can write" % ", ".join(failures))
+
+
+def _extract_into(archive_path, root, site):
+    """site-packages/ lives in one stored member, site-packages.zip (build.py: a small outer
+    zip directory is cheaper to read at every start); shiv's extractor unpacks from it."""
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    from _bootstrap import extract_site_packages  # shiv's, bundled in the pyz
+
+    copy = os.path.join(root, ".nimbus_%s.%d.zip" % (BUILD_ID, os.getpid()))
+    try:
+        with zipfile.ZipFile(archive_path) as outer:
+            if SITE_ZIP not in outer.namelist():  # a plain shiv layout
+                extract_site_packages(outer, Path(site).parent, compile_pyc=True)
+                return
+            with outer.open(SITE_ZIP) as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        with zipfile.ZipFile(copy) as inner:
+            extract_site_packages(inner, Path(site).parent, compile_pyc=True)
+    finally:
+        if os.path.exists(copy):
+            os.unlink(copy)
 
 
 def prepare(archive_path, environ=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -48,9 +49,13 @@ def pyz_env(pyz, monkeypatch, tmp_path_factory) -> Path:
 
 def test_pyz_bundles_nimbus_and_its_dependencies(pyz):
     with zipfile.ZipFile(pyz) as z:
-        names = set(z.namelist())
+        outer = set(z.namelist())
         env = json.loads(z.read("environment.json"))
         main_py = z.read("__main__.py").decode()
+        with z.open("site-packages.zip") as f, zipfile.ZipFile(io.BytesIO(f.read())) as inner:
+            names = set(inner.namelist())
+    # Python reads the outer directory at every start: keep it to a handful of entries.
+    assert len(outer) < 20 and not any(n.startswith("site-packages/") for n in outer)
     assert env["entry_point"] == "nimbus.__main__:main"
     for module in ("nimbus/__main__.py", "nimbus/server/app.py", "click/__init__.py",
                    "cffi/__init__.py", "bottle.py", "cheroot/__init__.py", "jwt/__init__.py",
