@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nimbus import __version__
+from nimbus import __version__, wire
 
 Schema = dict[str, Any]
 
@@ -20,8 +20,14 @@ ID_PATTERNS = {
     "key": r"^NBUS[0-9A-Z]{16}$",
 }
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "maxLength": 63}
-TEXT = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,127}$", "maxLength": 128}
-IP = {"type": "string", "maxLength": 64, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = {"type": "string", "maxLength": 253,  # wire.HOSTNAME_RE without its lookahead
+            "pattern": f"^{_LABEL}(?:\\.{_LABEL})*$"}
+ARCH = {"type": "string", "pattern": "^" + wire.ARCH_RE.pattern + "$"}
+VERSION = {"type": "string", "pattern": "^" + wire.VERSION_RE.pattern + "$"}
+WG_KEY = {"type": "string", "pattern": "^" + wire.WG_KEY_RE.pattern + "$"}
+IP = {"type": "string", "maxLength": 64, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+      "description": "an IPv4 or IPv6 address without a zone id"}
 HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 CSR = {"type": "string", "maxLength": 8192,
        "pattern": r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
@@ -196,15 +202,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "Join with a one-time token and a CSR", NONE, (200, 401), ANY_OBJECT,
         obj({"node_id": {"type": "string", "pattern": ID_PATTERNS["node"]},
              "secret": {"type": "string", "minLength": 1, "maxLength": 128}, "csr": CSR,
-             "hostname": TEXT, "arch": TEXT, "agent_version": TEXT, "ip_address": IP,
-             "wireguard_port": {"type": "integer", "minimum": 1, "maximum": 65535}},
-            ("node_id", "secret", "csr")), tag="internal")}
+             "hostname": HOSTNAME, "arch": ARCH, "agent_version": VERSION, "ip_address": IP,
+             "wireguard_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+             "wireguard_public_key": WG_KEY},
+            ("node_id", "secret", "csr", "wireguard_public_key")), tag="internal")}
     p["/v1/internal/heartbeat"] = {"post": _op(
         "Node heartbeat (mTLS)", NODE, (401, 404), ANY_OBJECT,
         obj({"cpu": obj({"count": {"type": "integer", "minimum": 0, "maximum": 65536},
                          "usage": {"type": "number", "minimum": 0, "maximum": 1}}),
-             "memory": USAGE, "disk": USAGE, "ip_address": IP, "agent_version": TEXT,
-             "hostname": TEXT, "arch": TEXT}), tag="internal")}
+             "memory": USAGE, "disk": USAGE, "ip_address": IP, "agent_version": VERSION,
+             "hostname": HOSTNAME, "arch": ARCH}), tag="internal")}
     p["/v1/internal/tasks/{node_id}"] = {"get": {**_op(
         "Pending tasks of the calling node (mTLS, may long-poll)", NODE, (401, 403),
         list_of(TASK), tag="internal"),
