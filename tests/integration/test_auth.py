@@ -288,6 +288,10 @@ def test_token_stops_working_after_a_password_change(raw, admin):
     assert raw.bearer(token, "GET", f"/v1/iam/users/{dave['id']}")[0] == 200
     status, _, _ = raw.bearer(token, "POST", f"/v1/iam/users/{dave['id']}/password",
                               {"password": "second-password"})
+    assert status == 400  # a bearer token alone cannot change the password (issue 9)
+    status, _, _ = raw.bearer(token, "POST", f"/v1/iam/users/{dave['id']}/password",
+                              {"password": "second-password",
+                               "current_password": "first-password"})
     assert status == 200
     status, _, doc = raw.bearer(token, "GET", f"/v1/iam/users/{dave['id']}")
     assert status == 401 and "no longer valid" in doc["error"]
