@@ -98,7 +98,7 @@ def join(state: State, body: dict[str, Any], source: str
     if retried:
         state.audit.record("join.retried", now, node_id=node_id, source=source)
     else:
-        state.runtime.update(node_id, {"last_seen": round(now, 3)})
+        nodes.seen(state, node_id, {"last_seen": round(now, 3)})
         state.audit.record("join.ok", now, node_id=node_id, source=source)
         state.audit.record("cert.issued", now, node_id=node_id, serial=serial)
         announce()

@@ -16,7 +16,7 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     the store and, for an IP, to every node's peer list."""
     live = {k: body[k] for k in LIVE_FIELDS if k in body}
     live["last_seen"] = round(state.now(), 3)
-    state.runtime.update(node_id, live)
+    nodes.seen(state, node_id, live)
     enroll.answer_received(state, node_id)
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
     facts["docker"] = body.get("docker")  # absent: no Docker Engine on the node (now)

@@ -22,9 +22,20 @@ RUNTIME_FIELDS = ("last_seen", "cpu", "memory", "disk")
 def status_of(state: State, node: dict[str, Any], live: dict[str, Any]) -> str:
     if node["state"] in ("pending", "draining"):
         return node["state"]
-    last_seen = live.get("last_seen") or node.get("joined_at") or 0
     limit = OFFLINE_AFTER_INTERVALS * state.config.heartbeat_interval_sec
-    return "ready" if state.now() - last_seen <= limit else "offline"
+    return "ready" if _silent_for(state, node, live) <= limit else "offline"
+
+
+def seen(state: State, node_id: str, live: dict[str, Any]) -> None:
+    """A node was heard from now: its live data, and the monotonic stamp offline
+    detection measures from."""
+    state.stamps.mark(("seen", node_id))
+    state.runtime.update(node_id, live)
+
+
+def _silent_for(state: State, node: dict[str, Any], live: dict[str, Any]) -> float:
+    last_seen = live.get("last_seen") or node.get("joined_at") or 0
+    return state.stamps.age(("seen", node["id"]), last_seen)
 
 
 def public_node(state: State, node: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +60,7 @@ def listing_json(state: State) -> bytes:
     is in docs/performance.md). The cache is exact: it is keyed on the nodes snapshot and
     the runtime version, and expires when the first ready node would turn offline.
     """
-    nodes, rt, now = state.store.read("nodes"), state.runtime, state.now()
+    nodes, rt, now = state.store.read("nodes"), state.runtime, state.stamps.monotonic()
     version = rt.version  # read before building: the body is at least this new
     cached = state.node_listing
     if cached and cached[0] is nodes and cached[1] == version and now < cached[2]:
@@ -59,9 +70,9 @@ def listing_json(state: State) -> bytes:
     expires = now + 60.0
     for node in nodes.values():
         if node["state"] not in ("pending", "draining"):
-            seen = rt.get(node["id"]).get("last_seen") or node.get("joined_at") or 0
-            if now - seen <= limit:
-                expires = min(expires, seen + limit)
+            silent = _silent_for(state, node, rt.get(node["id"]))
+            if silent <= limit:
+                expires = min(expires, now + limit - silent)
     state.node_listing = (nodes, version, expires, body)
     return body
 
@@ -264,6 +275,7 @@ def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[
         # The deleted node is woken too: its long-poll ends and its next request fails.
         announce = mesh.redistribute(state, tx, wake=(node_id,))
     state.runtime.forget(node_id)
+    state.stamps.forget(("seen", node_id))
     state.audit.record("node.deleted", now, node_id=node_id, actor=actor,
                        revoked_serials=node["cert_serials"])
     for serial in node["cert_serials"]:

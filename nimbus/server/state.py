@@ -18,6 +18,7 @@ from nimbus.config import ServerConfig
 from nimbus.security.secretbox import SecretBox
 from nimbus.server.audit import AuditLog
 from nimbus.server.ca import KeyMaterial
+from nimbus.server.clock import Stamps
 from nimbus.server.longpoll import Waiters
 from nimbus.server.metrics import Metrics
 from nimbus.server.ratelimit import LoginThrottle
@@ -41,6 +42,9 @@ class State:
     waiters: Waiters = field(default_factory=Waiters)  # long-polling agents
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
+    # Monotonic ages of node heartbeats and task deliveries (durations never follow the
+    # wall clock); open_state builds it on the same clocks.
+    stamps: Stamps = field(default_factory=Stamps)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # The control plane's own WireGuard interface while `nimbus serve` runs it, else None.
     tunnel: ControlPlaneTunnel | None = None
@@ -55,7 +59,8 @@ class State:
         return self.clock()
 
 
-def open_state(config: ServerConfig, clock: Callable[[], float] = time.time) -> State:
+def open_state(config: ServerConfig, clock: Callable[[], float] = time.time,
+               monotonic: Callable[[], float] = time.monotonic) -> State:
     """Open (creating on first use) the data dir, keys and store of a control plane."""
     # Imported here, not at the top: the subsystems' modules take a State themselves.
     from nimbus.server.subsystems import task_types
@@ -67,4 +72,5 @@ def open_state(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     return State(config=config, store=store, keys=keys, box=box,
                  audit=AuditLog(data_dir / "audit.log", config.audit_max_bytes,
                                 config.audit_files, config.audit_aggregate_sec),
-                 runtime=Runtime(store), task_types=task_types(), clock=clock)
+                 runtime=Runtime(store), task_types=task_types(), clock=clock,
+                 stamps=Stamps(clock, monotonic))

@@ -63,12 +63,14 @@ def enqueue(state: State, tx_tasks: dict[str, Any], node_ids: list[str], kind: s
     return created
 
 
-def _due(task: dict[str, Any], node_id: str, now: float) -> bool:
+def _due(state: State, task: dict[str, Any], node_id: str) -> bool:
     if task["node_id"] != node_id:
         return False
     if task["status"] == "pending":
         return True
-    return task["status"] == "delivered" and now - task["delivered_at"] > REDELIVER_AFTER_SEC
+    # Measured on the monotonic clock: a wall-clock step must not redeliver or hold back.
+    return task["status"] == "delivered" and state.stamps.age(
+        ("delivered", task["id"]), task["delivered_at"]) > REDELIVER_AFTER_SEC
 
 
 def fetch(state: State, node_id: str, wait: float) -> list[dict[str, Any]]:
@@ -95,14 +97,15 @@ def fetch(state: State, node_id: str, wait: float) -> list[dict[str, Any]]:
 
 def _deliver(state: State, node_id: str) -> list[dict[str, Any]]:
     now = state.now()
-    if not any(_due(t, node_id, now) for t in state.store.read("tasks").values()):
+    if not any(_due(state, t, node_id) for t in state.store.read("tasks").values()):
         return []
     with state.store.transaction("tasks") as tx:
-        due = sorted((t for t in tx["tasks"].values() if _due(t, node_id, now)),
+        due = sorted((t for t in tx["tasks"].values() if _due(state, t, node_id)),
                      key=lambda t: t["created_at"])
         for task in due:
             task["status"] = "delivered"
             task["delivered_at"] = round(now, 3)
+            state.stamps.mark(("delivered", task["id"]))
             task["attempts"] += 1
     out = []
     for task in due:
@@ -131,6 +134,7 @@ def report(state: State, node_id: str, task_id: str, status: str, output: str) -
             task["finished_at"] = round(state.now(), 3)
         _prune(tx["tasks"], node_id)
         result = dict(task)
+    state.stamps.forget(("delivered", task_id))
     return public_task(result)
 
 
