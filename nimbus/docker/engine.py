@@ -207,7 +207,12 @@ class DockerEngine:
         return self.stack_services(name)
 
     def stack_rm(self, name: str) -> None:
-        self.docker(plan.stack_rm_argv(name), timeout=120)
+        """Remove a stack (idempotent: a stack that is already gone is fine)."""
+        try:
+            self.docker(plan.stack_rm_argv(name), timeout=120)
+        except DockerError as exc:
+            if "nothing found in stack" not in str(exc).lower():
+                raise
 
     def stack_services(self, name: str) -> list[dict[str, Any]]:
         proc = self.docker(plan.stack_services_argv(name), check=False)
