@@ -11,7 +11,7 @@ from typing import Any
 from nimbus import wire
 from nimbus.errors import BadRequest, Unauthorized
 from nimbus.security import pki
-from nimbus.server import joinkeys, mesh, nodes
+from nimbus.server import audited, joinkeys, mesh, nodes
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.enroll")
@@ -64,7 +64,7 @@ def join(state: State, body: dict[str, Any], source: str
     node_id, now = body["node_id"], state.now()
     presented = hashlib.sha256(body["secret"].encode()).hexdigest()
     csr_key = _csr_key_sha256(pki.check_csr(body["csr"]))  # a bad CSR consumes nothing
-    with state.store.transaction("nodes", "tasks") as tx:
+    with audited.transaction(state, "nodes", "tasks") as (tx, note):
         node = tx["nodes"].get(node_id)
         expected = ((node or {}).get("join") or {}).get("secret_sha256") or "0" * 64
         if not hmac.compare_digest(presented, expected) or node is None:
@@ -95,12 +95,12 @@ def join(state: State, body: dict[str, Any], source: str
                         wireguard_port=body.get("wireguard_port", wire.WIREGUARD_PORT),
                         cert_serials=[serial], cert_expires_at=round(not_after, 3))
             announce = mesh.redistribute(state, tx, except_id=node_id)
+            note("join.ok", node_id=node_id, source=source)
+            note("cert.issued", node_id=node_id, serial=serial)
     if retried:
         state.audit.record("join.retried", now, node_id=node_id, source=source)
     else:
         nodes.seen(state, node_id, {"last_seen": round(now, 3)})
-        state.audit.record("join.ok", now, node_id=node_id, source=source)
-        state.audit.record("cert.issued", now, node_id=node_id, serial=serial)
         announce()
     answer = {"node": nodes.public_node(state, node), "cert_pem": cert_pem,
               "ca_pem": state.keys.ca_pem, "peers": mesh.peers_for(state, node_id),
@@ -124,7 +124,7 @@ def answer_received(state: State, node_id: str) -> None:
 def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:
     """A fresh certificate for an enrolled, unrevoked node (called over mTLS)."""
     pki.check_csr(csr_pem)
-    with state.store.transaction("nodes") as tx:
+    with audited.transaction(state, "nodes") as (tx, note):
         node = tx["nodes"].get(node_id)
         if node is None:
             raise Unauthorized("node no longer exists")
@@ -132,5 +132,5 @@ def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:
         # Keep the serials of certificates that are still valid so revocation covers them.
         node["cert_serials"] = [*node["cert_serials"][-4:], serial]
         node["cert_expires_at"] = round(not_after, 3)
-    state.audit.record("cert.renewed", state.now(), node_id=node_id, serial=serial)
+        note("cert.renewed", node_id=node_id, serial=serial)
     return {"cert_pem": cert_pem, "ca_pem": state.keys.ca_pem, "not_after": not_after}

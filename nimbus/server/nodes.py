@@ -11,7 +11,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
-from nimbus.server import ipam, mesh, tasks
+from nimbus.server import audited, ipam, mesh, tasks
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.nodes")
@@ -114,7 +114,7 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
     wg_private, wg_public = wgkeys.generate_keypair()
     now = state.now()
     expires_at = int(now) + state.config.join_token_ttl_sec
-    with state.store.transaction("nodes") as tx:
+    with audited.transaction(state, "nodes") as (tx, note):
         nodes = tx["nodes"]
         node_id = wire.new_id("node")
         name = name or f"node-{node_id[5:11]}"
@@ -132,8 +132,8 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
                 "join": {"secret_sha256": hashlib.sha256(secret.encode()).hexdigest(),
                          "expires_at": expires_at, "used": False}}
         nodes[node_id] = node
+        note("node.created", node_id=node_id, actor=actor, wireguard_ip=wg_ip)
     token = _join_token(state, node, secret, wg_private)
-    state.audit.record("node.created", now, node_id=node_id, actor=actor, wireguard_ip=wg_ip)
     mesh.reconcile(state)  # the control plane accepts the pending node's tunnel for the join
     return {"node": public_node(state, node), "join_token": token}
 
@@ -157,7 +157,7 @@ def new_join_token(state: State, node_id: str, actor: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(32)
     wg_private, wg_public = wgkeys.generate_keypair()
     now = state.now()
-    with state.store.transaction("nodes") as tx:
+    with audited.transaction(state, "nodes") as (tx, note):
         node = tx["nodes"].get(wire.check_id("node", node_id))
         if node is None:
             raise NotFound("no such node")
@@ -170,34 +170,34 @@ def new_join_token(state: State, node_id: str, actor: str) -> dict[str, Any]:
         node["join"] = {"secret_sha256": hashlib.sha256(secret.encode()).hexdigest(),
                         "expires_at": int(now) + state.config.join_token_ttl_sec,
                         "used": False}
+        note("node.token", node_id=node_id, actor=actor)
     token = _join_token(state, node, secret, wg_private)
-    state.audit.record("node.token", now, node_id=node_id, actor=actor)
     mesh.reconcile(state)  # the control plane peers with the new join key
     return {"node": public_node(state, node), "join_token": token}
 
 
 def undrain(state: State, node_id: str, actor: str) -> dict[str, Any]:
     """A draining node takes work again."""
-    with state.store.transaction("nodes") as tx:
+    with audited.transaction(state, "nodes") as (tx, note):
         node = tx["nodes"].get(wire.check_id("node", node_id))
         if node is None:
             raise NotFound("no such node")
         if node["state"] != "draining":
             raise Conflict(f"node {node['name']} is not draining")
         node["state"] = "active"
-    state.audit.record("node.undrained", state.now(), node_id=node_id, actor=actor)
+        note("node.undrained", node_id=node_id, actor=actor)
     return public_node(state, node)
 
 
 def drain(state: State, node_id: str, actor: str) -> dict[str, Any]:
-    with state.store.transaction("nodes") as tx:
+    with audited.transaction(state, "nodes") as (tx, note):
         node = tx["nodes"].get(wire.check_id("node", node_id))
         if node is None:
             raise NotFound("no such node")
         if node["state"] == "pending":
             raise Conflict("a node that has not joined cannot be drained")
         node["state"] = "draining"
-    state.audit.record("node.drained", state.now(), node_id=node_id, actor=actor)
+        note("node.drained", node_id=node_id, actor=actor)
     return public_node(state, node)
 
 
@@ -261,7 +261,7 @@ def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[
 
     swarm.check_node_delete(state, node_id, force)
     now = state.now()
-    with state.store.transaction("nodes", "revoked", "tasks") as tx:
+    with audited.transaction(state, "nodes", "revoked", "tasks") as (tx, note):
         node = tx["nodes"].pop(wire.check_id("node", node_id), None)
         if node is None:
             raise NotFound("no such node")
@@ -274,12 +274,12 @@ def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[
         tasks.drop_node(tx["tasks"], node_id)
         # The deleted node is woken too: its long-poll ends and its next request fails.
         announce = mesh.redistribute(state, tx, wake=(node_id,))
+        note("node.deleted", node_id=node_id, actor=actor,
+             revoked_serials=node["cert_serials"])
+        for serial in node["cert_serials"]:
+            note("cert.revoked", node_id=node_id, serial=serial)
     state.runtime.forget(node_id)
     state.stamps.forget(("seen", node_id))
-    state.audit.record("node.deleted", now, node_id=node_id, actor=actor,
-                       revoked_serials=node["cert_serials"])
-    for serial in node["cert_serials"]:
-        state.audit.record("cert.revoked", now, node_id=node_id, serial=serial)
     announce()
     swarm.node_deleted(state, node_id)
     return {"id": node_id, "deleted": True, "revoked_certificates": len(node["cert_serials"])}
