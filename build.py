@@ -50,6 +50,8 @@ WHEELS = BUILD / "wheels"
 STAGE = BUILD / "stage"
 LOCK = REPO / "requirements-pyz.txt"
 LAUNCHER = REPO / "nimbus" / "launcher.py"
+ZIPMAIN = REPO / "nimbus" / "zipmain.py"
+LAUNCHER_MEMBER = "_nimbus_launcher.py"  # the full launcher, beside the tiny __main__.py
 ENTRY_POINT = "nimbus.__main__:main"
 SHEBANG = "/usr/bin/env python3"
 SHIV_SPEC = "shiv==1.0.8"
@@ -184,20 +186,27 @@ def stage(wheels: Path) -> tuple[Path, list[str]]:
     return STAGE, suffixes
 
 
-def launcher_source(build_id: str, suffixes: list[str]) -> bytes:
-    """nimbus/launcher.py with this build's id and supported targets filled in."""
-    text = LAUNCHER.read_text()
-    for name, value in (("BUILD_ID", build_id), ("SUPPORTED", tuple(suffixes)),
-                        ("SUPPORTED_TEXT", SUPPORTED_TEXT)):
-        text, n = re.subn(rf"(?m)^{name} = .*$",
-                          f"{name} = {value!r}  # filled in by build.py", text, count=1)
+def _fill(path: Path, values: dict[str, object]) -> bytes:
+    """A launcher source with this build's constants filled in."""
+    text = path.read_text()
+    for name, value in values.items():
+        text, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value!r}", text, count=1)
         if n != 1:
-            sys.exit(f"build: {LAUNCHER.name} has no `{name} = ...` line")
-    compile(text, "__main__.py", "exec")
+            sys.exit(f"build: {path.name} has no `{name} = ...` line")
+    compile(text, path.name, "exec")
     return text.encode()
 
 
-def finish_pyz(pyz: Path, main_py: bytes) -> None:
+def launcher_sources(build_id: str, suffixes: list[str]) -> dict[str, bytes]:
+    """The pyz's __main__.py (warm path, nimbus/zipmain.py) and the full launcher."""
+    return {
+        "__main__.py": _fill(ZIPMAIN, {"B": build_id, "S": tuple(suffixes)}),
+        LAUNCHER_MEMBER: _fill(LAUNCHER, {"BUILD_ID": build_id, "SUPPORTED": tuple(suffixes),
+                                          "SUPPORTED_TEXT": SUPPORTED_TEXT}),
+    }
+
+
+def finish_pyz(pyz: Path, launchers: dict[str, bytes]) -> None:
     """Swap shiv's __main__.py for ours and move site-packages/ into one stored member.
 
     Python reads the whole zip directory at every start (zipimport, in Python code): with
@@ -222,8 +231,13 @@ def finish_pyz(pyz: Path, main_py: bytes) -> None:
                 for info in entries:
                     if info.filename.startswith("site-packages/"):
                         continue
-                    data = main_py if info.filename == "__main__.py" else src.read(info)
+                    data = launchers.get(info.filename) or src.read(info)
                     dst.writestr(info, data)
+                    if info.filename == "__main__.py":
+                        full = zipfile.ZipInfo(LAUNCHER_MEMBER, date_time=info.date_time)
+                        full.compress_type = info.compress_type
+                        full.external_attr = info.external_attr
+                        dst.writestr(full, launchers[LAUNCHER_MEMBER])
                 member = zipfile.ZipInfo(SITE_ZIP, date_time=stamp)
                 member.compress_type = zipfile.ZIP_STORED  # already compressed inside
                 member.external_attr = 0o644 << 16
@@ -256,7 +270,7 @@ def _build(output: Path, started: float) -> Path:
         build_id = re.search(rb'"build_id": "([0-9a-f]+)"', z.read("environment.json"))
     if build_id is None:
         sys.exit("build: shiv wrote no build id")
-    finish_pyz(tmp, launcher_source(build_id.group(1).decode(), suffixes))
+    finish_pyz(tmp, launcher_sources(build_id.group(1).decode(), suffixes))
     os.chmod(tmp, 0o755)  # noqa: S103 - the zipapp is an executable for everyone
     os.replace(tmp, output)  # a half-written pyz never replaces a working one
     shutil.rmtree(STAGE, ignore_errors=True)

@@ -1,12 +1,12 @@
-"""The zipapp's `__main__.py`: check the machine, find (or extract once) site-packages, run.
+"""The zipapp's full launcher: check the machine, find (or extract once) site-packages, run.
 
-build.py copies this file into dist/nimbus.pyz as `__main__.py`, with BUILD_ID and
-SUPPORTED filled in. It replaces shiv's own launcher on every run because that one imports
-a lot (compileall, py_compile, zipfile, json, email...: ~20 ms) before doing anything; this
-one imports nothing beyond what the interpreter has already loaded on a warm run: it puts
-the extracted site-packages (and the native packages for this machine) on sys.path and
-calls nimbus. Only the first run of a build, which finds no extracted copy, loads shiv's
-bootstrap (bundled in the pyz as `_bootstrap`) to extract under its file lock.
+build.py puts this file into dist/nimbus.pyz as `_nimbus_launcher.py`, with BUILD_ID and
+SUPPORTED filled in. The pyz's `__main__.py` is the much smaller nimbus/zipmain.py, which
+handles a warm run by itself and calls this module's main() for everything else: the first
+run of a build, a fallback directory, a machine nobody built for. Both replace shiv's own
+launcher, which imports a lot (compileall, py_compile, zipfile, json, email...: ~20 ms) on
+every run; only the first run of a build loads shiv's bootstrap (bundled in the pyz as
+`_bootstrap`) to extract under its file lock.
 
 Where the copy lives: $NIMBUS_CACHE, else $SHIV_ROOT, else ~/.shiv; when that cannot be
 written (HOME read-only, as under systemd's ProtectHome=read-only, or missing) a per-user
