@@ -54,6 +54,17 @@ class Field:
     check: Callable[[str, Any], Any]
     required: bool = False
 
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the value, for the OpenAPI document ({} if undescribed)."""
+        return dict(getattr(self.check, "json_schema", {}))
+
+
+def described(check: Callable[[str, Any], Any], schema: dict[str, Any]) -> Any:
+    """Attach the JSON Schema that `check` enforces (read by Field.json_schema)."""
+    check.json_schema = schema  # type: ignore[attr-defined]
+    return check
+
 
 def string(max_len: int = 256, pattern: re.Pattern[str] | None = None,
            min_len: int = 1) -> Callable[[str, Any], str]:
@@ -67,7 +78,30 @@ def string(max_len: int = 256, pattern: re.Pattern[str] | None = None,
         if pattern is not None and not pattern.fullmatch(value):
             raise BadRequest(f"{name} has an invalid format")
         return value
-    return check
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_len}
+    if min_len:
+        schema["minLength"] = min_len
+    if pattern is not None:
+        schema["pattern"] = _anchored(pattern.pattern)
+    return described(check, schema)
+
+
+def _anchored(pattern: str) -> str:
+    """JSON Schema patterns search; ours fullmatch, so anchor them."""
+    return pattern if pattern.startswith("^") else f"^(?:{pattern})$"
+
+
+def one_of(*values: str) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if value not in values:
+            raise BadRequest(f"{name} must be one of: {', '.join(values)}")
+        return value
+    return described(check, {"enum": list(values)})
+
+
+def id_of(kind: str) -> Callable[[str, Any], str]:
+    return described(lambda name, value: check_id(kind, value),
+                     {"type": "string", "pattern": ID_RE[kind].pattern})
 
 
 def boolean(name: str, value: Any) -> bool:
@@ -84,7 +118,8 @@ def number(lo: float, hi: float, integer: bool = False) -> Callable[[str, Any], 
         if not lo <= value <= hi:
             raise BadRequest(f"{name} must be between {lo:g} and {hi:g}")
         return value
-    return check
+    return described(check, {"type": "integer" if integer else "number", "minimum": lo,
+                             "maximum": hi})
 
 
 # SECURITY: every string a node or a user sends that is stored and printed later gets a
@@ -136,10 +171,32 @@ def arch(name: str, value: Any) -> str:
     return value
 
 
+# What each validator above enforces, as JSON Schema for the OpenAPI document.
+described(boolean, {"type": "boolean"})
+described(ip_address, {"type": "string", "maxLength": 45,
+                       "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+described(hostname, {"type": "string", "maxLength": 253,
+                     "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                                r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"})
+described(version, {"type": "string", "pattern": _anchored(VERSION_RE.pattern)})
+described(arch, {"type": "string", "pattern": _anchored(ARCH_RE.pattern)})
+described(wg_public_key, {"type": "string", "pattern": _anchored(WG_KEY_RE.pattern)})
+
+
 def obj(schema: dict[str, Field]) -> Callable[[str, Any], dict[str, Any]]:
     def check(name: str, value: Any) -> dict[str, Any]:
         return validate(value, schema, where=name)
-    return check
+    return described(check, json_schema(schema))
+
+
+def json_schema(schema: dict[str, Field]) -> dict[str, Any]:
+    """The JSON Schema of a request shape: unknown fields refused, as `validate` does."""
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False,
+                           "properties": {k: f.json_schema for k, f in schema.items()}}
+    required = [k for k, f in schema.items() if f.required]
+    if required:
+        out["required"] = required
+    return out
 
 
 def validate(data: Any, schema: dict[str, Field], where: str = "body") -> dict[str, Any]:
@@ -226,3 +283,51 @@ def decode_join_token(token: str) -> dict[str, Any]:
         raise BadRequest("join token is incomplete")
     check_id("node", data["node_id"])
     return data
+
+
+# The agent <-> control plane contract: one definition per request shape, used by the
+# server to validate (server/api/internal.py), by the agent to build (`build`) and by the
+# OpenAPI document. A peer is `nimbus.wireguard.config.Peer.to_dict()` plus `node_id` and
+# `name`; a task is {"id", "type", "payload"}.
+PEM_CSR_RE = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
+                        r"-----END CERTIFICATE REQUEST-----\n?$")
+CSR = string(8192, PEM_CSR_RE)
+_BIG = 2.0**63
+_USAGE = {"total": Field(number(0, _BIG)), "used": Field(number(0, _BIG))}
+JOIN_REQUEST = {
+    "node_id": Field(id_of("node"), required=True),
+    "secret": Field(string(128), required=True),
+    "csr": Field(CSR, required=True),
+    "hostname": Field(hostname),
+    "arch": Field(arch),
+    "agent_version": Field(version),
+    "ip_address": Field(ip_address),
+    "wireguard_port": Field(number(1, 65535, integer=True)),
+    "wireguard_public_key": Field(wg_public_key, required=True),
+}
+HEARTBEAT = {
+    "cpu": Field(obj({"count": Field(number(0, 65536, integer=True)),
+                      "usage": Field(number(0, 1))})),
+    "memory": Field(obj(_USAGE)),
+    "disk": Field(obj(_USAGE)),
+    "ip_address": Field(ip_address),
+    "agent_version": Field(version),
+    "hostname": Field(hostname),
+    "arch": Field(arch),
+    "docker": Field(obj({
+        "version": Field(version, required=True),
+        "swarm_state": Field(string(16, re.compile(r"^[a-z-]{1,16}$")), required=True),
+        "swarm_node_id": Field(string(64, re.compile(r"^[a-z0-9]{0,64}$"), min_len=0))})),
+}
+TASK_RESULT = {
+    "status": Field(one_of("succeeded", "failed"), required=True),
+    "output": Field(string(65536, min_len=0)),
+}
+RENEW_REQUEST = {"csr": Field(CSR, required=True)}
+
+
+def build(schema: dict[str, Field], **values: Any) -> dict[str, Any]:
+    """A request body of `schema` from the values that are not None, checked exactly as
+    the server will check it (so a bad body fails on the sender, with the field named)."""
+    return validate({k: v for k, v in values.items() if v is not None}, schema,
+                    where="request")

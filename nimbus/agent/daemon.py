@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nimbus import __version__
+from nimbus import __version__, wire
 from nimbus.agent.files import AgentFiles
 from nimbus.agent.tasks import TaskContext, run_task
 from nimbus.client import ApiClient
@@ -132,7 +132,8 @@ class Agent:
         from nimbus.security.pki import cert_info, make_csr
 
         csr_pem, key_pem = make_csr(self.config.node_id)
-        resp = client.request("POST", "/v1/internal/renew", {"csr": csr_pem})
+        resp = client.request("POST", "/v1/internal/renew",
+                              wire.build(wire.RENEW_REQUEST, csr=csr_pem))
         cert_pem = resp["cert_pem"]
         if cert_info(cert_pem).common_name != self.config.node_id or not key_matches(
                 key_pem, cert_pem):
@@ -255,7 +256,7 @@ class Agent:
             task_id, status, output = unreported[0]
             try:
                 client.request("POST", f"/v1/internal/tasks/{task_id}/result",
-                               {"status": status, "output": output})
+                               wire.build(wire.TASK_RESULT, status=status, output=output))
             except NotFound:
                 log.info("task %s is gone; its result is dropped", task_id)
             unreported.pop(0)

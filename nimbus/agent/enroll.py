@@ -56,7 +56,7 @@ def ip_target(config: AgentConfig, state: dict[str, Any]) -> tuple[str, int] | N
     endpoint = state.get("control_plane_endpoint") if config.wireguard else None
     if endpoint:
         host, _, port = str(endpoint).rpartition(":")
-        return host.strip("[]"), int(port) if port.isdigit() else 51820
+        return host.strip("[]"), int(port) if port.isdigit() else wire.WIREGUARD_PORT
     parts = urlsplit(config.api_url)
     return (parts.hostname, parts.port or 443) if parts.hostname else None
 
@@ -81,7 +81,7 @@ def _tunnel_up(settings: AgentConfig, token: dict[str, Any]) -> tuple[Any, bool]
     try:
         iface.apply_peers([Peer(public_key=token["wg_public_key"],
                                 endpoint=token["wg_endpoint"],
-                                allowed_ips=(f"{control_plane_ip(token['subnet'])}/32",))])
+                                allowed_ips=(f"{wire.control_plane_ip(token['subnet'])}/32",))])
     except (NimbusError, ValueError):
         if not existed:
             iface.down()
@@ -141,13 +141,12 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
         long_poll_sec=settings.long_poll_sec, log_level=settings.log_level,
         docker_host=settings.docker_host)
     state = {"control_plane_endpoint": token["wg_endpoint"]}
-    body = {"node_id": node_id, "secret": token["secret"], "csr": csr_pem,
-            "agent_version": __version__, "wireguard_port": settings.wireguard_port,
-            "wireguard_public_key": wg_public}
     target = ip_target(config, state)
-    facts = {"hostname": metrics.hostname(), "arch": metrics.arch(),
-             "ip_address": metrics.detect_ip(*target) if target else None}
-    body.update({k: v for k, v in facts.items() if v})
+    body = wire.build(wire.JOIN_REQUEST, node_id=node_id, secret=token["secret"], csr=csr_pem,
+                      agent_version=__version__, wireguard_port=settings.wireguard_port,
+                      wireguard_public_key=wg_public, hostname=metrics.hostname(),
+                      arch=metrics.arch(),
+                      ip_address=(metrics.detect_ip(*target) if target else None) or None)
     iface, created = _tunnel_up(settings, token) if settings.wireguard else (None, False)
     log.info("joining %s as %s", url, node_id)
     try:

@@ -100,7 +100,7 @@ def arch() -> str | None:
 
 def collect(cpu: CpuSampler, ip_target: tuple[str, int] | None,
             agent_version: str) -> dict[str, Any]:
-    """A heartbeat body; a reader that fails just leaves its field out."""
+    """A heartbeat body (`wire.HEARTBEAT`); a reader that fails just leaves its field out."""
     body: dict[str, Any] = {"agent_version": agent_version}
     with contextlib.suppress(OSError, ValueError):
         body["cpu"] = {"count": os.cpu_count() or 1, "usage": cpu.usage()}
@@ -115,4 +115,4 @@ def collect(cpu: CpuSampler, ip_target: tuple[str, int] | None,
         ip = detect_ip(*ip_target)
         if ip:
             body["ip_address"] = ip
-    return body
+    return wire.build(wire.HEARTBEAT, **body)

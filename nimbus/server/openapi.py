@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of every route the API registers (served at /v1/openapi.json).
 
-Request schemas mirror the `wire` schemas in `server/api/*.py` (unknown fields are
-rejected there, hence `additionalProperties: false` here); `tests/security/test_openapi.py`
-fails when a route is added without being described here.
+Request bodies are derived from the schemas the handlers validate with (`nimbus.wire`
+for the agent's requests, `server/api/*.py` for the operator's), so the document cannot
+drift from what the API accepts; `tests/security/test_openapi.py` fails when a route is
+added without being described here.
 """
 
 from __future__ import annotations
@@ -10,32 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from nimbus import __version__, wire
+from nimbus.server.api import iam as iam_api
+from nimbus.server.api import nodes as nodes_api
 
 Schema = dict[str, Any]
 
-ID_PATTERNS = {
-    "user": r"^user-[0-9a-f]{16}$",
-    "node": r"^node-[0-9a-f]{16}$",
-    "task": r"^task-[0-9a-f]{16}$",
-    "key": r"^NBUS[0-9A-Z]{16}$",
-}
-NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "maxLength": 63}
-_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME = {"type": "string", "maxLength": 253,  # wire.HOSTNAME_RE without its lookahead
-            "pattern": f"^{_LABEL}(?:\\.{_LABEL})*$"}
-ARCH = {"type": "string", "pattern": "^" + wire.ARCH_RE.pattern + "$"}
-VERSION = {"type": "string", "pattern": "^" + wire.VERSION_RE.pattern + "$"}
-WG_KEY = {"type": "string", "pattern": "^" + wire.WG_KEY_RE.pattern + "$"}
-IP = {"type": "string", "maxLength": 64, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-      "description": "an IPv4 or IPv6 address without a zone id"}
-HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-CSR = {"type": "string", "maxLength": 8192,
-       "pattern": r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
-                  r"-----END CERTIFICATE REQUEST-----\n?$"}
-BIG = 2**63
-USAGE = {"type": "object", "additionalProperties": False, "properties": {
-    "total": {"type": "number", "minimum": 0, "maximum": BIG},
-    "used": {"type": "number", "minimum": 0, "maximum": BIG}}}
+ID_PATTERNS = {kind: regex.pattern for kind, regex in wire.ID_RE.items()}
+
+
+def body(schema: dict[str, wire.Field]) -> Schema:
+    """A request body exactly as the handler validates it (unknown fields refused)."""
+    return wire.json_schema(schema)
+
 
 # Operator credentials: HMAC request signing (four headers) or a bearer JWT.
 OPERATOR = [{"hmacAccessKey": [], "hmacTimestamp": [], "hmacNonce": [], "hmacSignature": []},
@@ -117,9 +104,6 @@ def _op_id(summary: str) -> str:
     return words[0].lower() + "".join(w.capitalize() for w in words[1:])
 
 
-# Required when the request carries a bearer token (a JWT alone cannot mint credentials).
-CURRENT_PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024,
-                    "description": "the caller's password; required with a bearer token"}
 USER_AUTH = (401,)
 ADMIN_AUTH = (401, 403)
 UID = [_param("user_id", "user")]
@@ -144,19 +128,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                               "schema": {"type": "number"}}]}}
     p["/v1/bootstrap"] = {"post": _op(
         "Remote bootstrap with the one-time secret", NONE, (201, 403, 409, 429), ANY_OBJECT,
-        obj({"ca_fingerprint": HEX64, "nonce": {"type": "string", "pattern": "^[0-9a-f]{32,128}$"},
-             "proof": HEX64}, ("ca_fingerprint", "nonce", "proof")), tag="iam")}
+        body(iam_api.BOOTSTRAP_SCHEMA), tag="iam")}
     p["/v1/iam/login"] = {"post": _op(
         "Log in with username and password", NONE, (200, 401, 429), TOKEN,
-        obj({"username": {"type": "string", "minLength": 1, "maxLength": 256},
-             "password": {"type": "string", "minLength": 1, "maxLength": 1024}},
-            ("username", "password")), tag="iam")}
+        body(iam_api.LOGIN_SCHEMA), tag="iam")}
     p["/v1/iam/token"] = {"post": _op("Issue a JWT to an HMAC-signed request", OPERATOR,
-                                      (200, 401, 403), TOKEN, obj({}), tag="iam")}
+                                      (200, 401, 403), TOKEN, body({}), tag="iam")}
     p["/v1/iam/users"] = {
         "get": _op("List users", OPERATOR, ADMIN_AUTH, list_of(USER), tag="iam"),
         "post": _op("Create a user", OPERATOR, (201, 401, 403, 409), USER,
-                    obj({"username": NAME, "admin": {"type": "boolean"}}, ("username",)),
+                    body(iam_api.USER_SCHEMA),
                     tag="iam")}
     p["/v1/iam/users/{user_id}"] = {
         "get": _op("Describe a user", OPERATOR, (401, 403, 404), USER, params=UID, tag="iam"),
@@ -166,52 +147,43 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "get": _op("List a user's API keys", OPERATOR, (401, 403, 404), list_of(KEY),
                    params=UID, tag="iam"),
         "post": _op("Create an API key (secret shown once)", OPERATOR,
-                    (201, 401, 403, 404, 429), KEY, obj({"current_password": CURRENT_PASSWORD}),
+                    (201, 401, 403, 404, 429), KEY, body(iam_api.KEY_SCHEMA),
                     UID, tag="iam")}
     p["/v1/iam/users/{user_id}/keys/{access_key}"] = {"delete": _op(
         "Delete an API key", OPERATOR, (401, 403, 404), ANY_OBJECT,
         params=[*UID, _param("access_key", "key")], tag="iam")}
     p["/v1/iam/users/{user_id}/password"] = {"post": _op(
         "Set a user's password", OPERATOR, (401, 403, 404, 429), ANY_OBJECT,
-        obj({"password": {"type": "string", "minLength": 8, "maxLength": 1024},
-             "current_password": CURRENT_PASSWORD}, ("password",)),
+        body(iam_api.PASSWORD_SCHEMA),
         UID, tag="iam")}
     p["/v1/nodes"] = {
         "get": _op("List nodes", OPERATOR, USER_AUTH, list_of(NODE_OBJ), tag="nodes"),
         "post": _op("Add a node and get its one-time join token", OPERATOR, (201, 401, 403, 409),
                     obj({"node": NODE_OBJ, "join_token": {"type": "string"}},
                         ("node", "join_token")),
-                    obj({"ip_address": IP, "name": NAME}, ("ip_address",)), tag="nodes")}
+                    body(nodes_api.CREATE_SCHEMA), tag="nodes")}
     p["/v1/nodes/{node_id}"] = {
         "get": _op("Describe a node", OPERATOR, (401, 404), NODE_OBJ, params=NID, tag="nodes"),
         "delete": _op("Delete a node and revoke its certificates", OPERATOR, (401, 403, 404),
                       ANY_OBJECT, params=NID, tag="nodes")}
     p["/v1/nodes/{node_id}/drain"] = {"post": _op(
-        "Drain a node", OPERATOR, (401, 403, 404, 409), NODE_OBJ, obj({}), NID, tag="nodes")}
+        "Drain a node", OPERATOR, (401, 403, 404, 409), NODE_OBJ, body({}), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/undrain"] = {"post": _op(
         "Take a draining node back into service", OPERATOR, (401, 403, 404, 409), NODE_OBJ,
-        obj({}), NID, tag="nodes")}
+        body({}), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/token"] = {"post": _op(
         "A fresh join token for a pending node (the previous one stops working)", OPERATOR,
         (401, 403, 404, 409), obj({"node": NODE_OBJ, "join_token": {"type": "string"}},
-                                  ("node", "join_token")), obj({}), NID, tag="nodes")}
+                                  ("node", "join_token")), body({}), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/ip"] = {"post": _op(
         "Change a node's public IP", OPERATOR, (401, 403, 404), NODE_OBJ,
-        obj({"ip_address": IP}, ("ip_address",)), NID, tag="nodes")}
+        body(nodes_api.IP_SCHEMA), NID, tag="nodes")}
     p["/v1/nodes/join"] = {"post": _op(
         "Join with a one-time token and a CSR", NONE, (200, 401), ANY_OBJECT,
-        obj({"node_id": {"type": "string", "pattern": ID_PATTERNS["node"]},
-             "secret": {"type": "string", "minLength": 1, "maxLength": 128}, "csr": CSR,
-             "hostname": HOSTNAME, "arch": ARCH, "agent_version": VERSION, "ip_address": IP,
-             "wireguard_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-             "wireguard_public_key": WG_KEY},
-            ("node_id", "secret", "csr", "wireguard_public_key")), tag="internal")}
+        body(wire.JOIN_REQUEST), tag="internal")}
     p["/v1/internal/heartbeat"] = {"post": _op(
         "Node heartbeat (mTLS)", NODE, (401, 404), ANY_OBJECT,
-        obj({"cpu": obj({"count": {"type": "integer", "minimum": 0, "maximum": 65536},
-                         "usage": {"type": "number", "minimum": 0, "maximum": 1}}),
-             "memory": USAGE, "disk": USAGE, "ip_address": IP, "agent_version": VERSION,
-             "hostname": HOSTNAME, "arch": ARCH}), tag="internal")}
+        body(wire.HEARTBEAT), tag="internal")}
     p["/v1/internal/tasks/{node_id}"] = {"get": {**_op(
         "Pending tasks of the calling node (mTLS, may long-poll)", NODE, (401, 403),
         list_of(TASK), tag="internal"),
@@ -219,12 +191,11 @@ def _paths() -> dict[str, dict[str, Schema]]:
                               "schema": {"type": "number", "minimum": 0}}]}}
     p["/v1/internal/tasks/{task_id}/result"] = {"post": _op(
         "Report a task result (mTLS)", NODE, (401, 404), ANY_OBJECT,
-        obj({"status": {"enum": ["succeeded", "failed"]},
-             "output": {"type": "string", "maxLength": 65536}}, ("status",)),
+        body(wire.TASK_RESULT),
         [_param("task_id", "task")], tag="internal")}
     p["/v1/internal/renew"] = {"post": _op(
         "Renew the node certificate with a fresh CSR (mTLS)", NODE, (401,), ANY_OBJECT,
-        obj({"csr": CSR}, ("csr",)), tag="internal")}
+        body(wire.RENEW_REQUEST), tag="internal")}
     return p
 
 

@@ -67,10 +67,8 @@ def test_detect_ip_of_an_unresolvable_host_is_none():
 
 def test_collect_builds_a_heartbeat_the_api_accepts():
     from nimbus import wire
-    from nimbus.server.api.internal import HEARTBEAT_SCHEMA
-
     body = metrics.collect(metrics.CpuSampler(), ("127.0.0.1", 8443), "0.1.0")
-    assert wire.validate(body, HEARTBEAT_SCHEMA) == body
+    assert wire.validate(body, wire.HEARTBEAT) == body
     assert body["cpu"]["count"] == os.cpu_count()
     assert body["ip_address"] == "127.0.0.1"
     assert body["memory"]["total"] >= body["memory"]["used"] > 0

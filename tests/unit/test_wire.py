@@ -112,3 +112,24 @@ def test_join_token_round_trip_and_corruption():
                 "nimbus-join-v1." + "A" * 20000):
         with pytest.raises(BadRequest):
             wire.decode_join_token(bad)
+
+
+def test_each_agent_request_shape_is_defined_once_and_documented_from_it():
+    from nimbus.server.openapi import document
+
+    paths = document()["paths"]
+    for path, shape in (("/v1/nodes/join", wire.JOIN_REQUEST),
+                        ("/v1/internal/heartbeat", wire.HEARTBEAT),
+                        ("/v1/internal/tasks/{task_id}/result", wire.TASK_RESULT),
+                        ("/v1/internal/renew", wire.RENEW_REQUEST)):
+        documented = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        assert documented["schema"] == wire.json_schema(shape), path
+
+
+def test_build_checks_a_body_as_the_server_will_and_leaves_out_none():
+    assert wire.build(wire.TASK_RESULT, status="succeeded", output=None) == {
+        "status": "succeeded"}
+    with pytest.raises(BadRequest, match="status must be one of"):
+        wire.build(wire.TASK_RESULT, status="done")
+    with pytest.raises(BadRequest, match="hostname"):
+        wire.build(wire.HEARTBEAT, hostname="bad host!")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from nimbus import wire
@@ -10,51 +9,14 @@ from nimbus.errors import Forbidden
 from nimbus.server import enroll, heartbeat, tasks
 from nimbus.server.api.routing import Ctx, Router, respond_then
 
-PEM_CSR = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+"
-                     r"-----END CERTIFICATE REQUEST-----\n?$")
-JOIN_SCHEMA = {
-    "node_id": wire.Field(lambda n, v: wire.check_id("node", v), required=True),
-    "secret": wire.Field(wire.string(128), required=True),
-    "csr": wire.Field(wire.string(8192, PEM_CSR), required=True),
-    "hostname": wire.Field(wire.hostname),
-    "arch": wire.Field(wire.arch),
-    "agent_version": wire.Field(wire.version),
-    "ip_address": wire.Field(wire.ip_address),
-    "wireguard_port": wire.Field(wire.number(1, 65535, integer=True)),
-    "wireguard_public_key": wire.Field(wire.wg_public_key, required=True),
-}
-BIG = 2.0**63
-USAGE = {"total": wire.Field(wire.number(0, BIG)), "used": wire.Field(wire.number(0, BIG))}
-HEARTBEAT_SCHEMA = {
-    "cpu": wire.Field(wire.obj({"count": wire.Field(wire.number(0, 65536, integer=True)),
-                                "usage": wire.Field(wire.number(0, 1))})),
-    "memory": wire.Field(wire.obj(USAGE)),
-    "disk": wire.Field(wire.obj(USAGE)),
-    "ip_address": wire.Field(wire.ip_address),
-    "agent_version": wire.Field(wire.version),
-    "hostname": wire.Field(wire.hostname),
-    "arch": wire.Field(wire.arch),
-    "docker": wire.Field(wire.obj({
-        "version": wire.Field(wire.version, required=True),
-        "swarm_state": wire.Field(wire.string(16, re.compile(r"^[a-z-]{1,16}$")),
-                                  required=True),
-        "swarm_node_id": wire.Field(wire.string(64, re.compile(r"^[a-z0-9]{0,64}$"),
-                                                min_len=0))})),
-}
-RESULT_SCHEMA = {
-    "status": wire.Field(wire.string(16, re.compile(r"^(succeeded|failed)$")), required=True),
-    "output": wire.Field(wire.string(65536, min_len=0)),
-}
-RENEW_SCHEMA = {"csr": wire.Field(wire.string(8192, PEM_CSR), required=True)}
-
 
 def register(r: Router) -> None:
-    @r.add("POST", "/v1/nodes/join", auth="none", schema=JOIN_SCHEMA)
+    @r.add("POST", "/v1/nodes/join", auth="none", schema=wire.JOIN_REQUEST)
     def join(ctx: Ctx) -> Any:
         answer, after_sent = enroll.join(ctx.state, ctx.body, ctx.source)
         return respond_then(200, answer, after_sent)
 
-    @r.add("POST", "/v1/internal/heartbeat", auth="node", schema=HEARTBEAT_SCHEMA)
+    @r.add("POST", "/v1/internal/heartbeat", auth="node", schema=wire.HEARTBEAT)
     def beat(ctx: Ctx) -> dict[str, Any]:
         assert ctx.node_id is not None
         return heartbeat.heartbeat(ctx.state, ctx.node_id, ctx.body)
@@ -65,13 +27,13 @@ def register(r: Router) -> None:
         wait = _wait(ctx.query.get("wait", "0"), ctx.state.config.long_poll_sec)
         return tasks.fetch(ctx.state, node_id, wait)
 
-    @r.add("POST", "/v1/internal/tasks/<task_id>/result", auth="node", schema=RESULT_SCHEMA)
+    @r.add("POST", "/v1/internal/tasks/<task_id>/result", auth="node", schema=wire.TASK_RESULT)
     def result(ctx: Ctx, task_id: str) -> dict[str, Any]:
         assert ctx.node_id is not None
         return tasks.report(ctx.state, ctx.node_id, wire.check_id("task", task_id),
                             ctx.body["status"], ctx.body.get("output", ""))
 
-    @r.add("POST", "/v1/internal/renew", auth="node", schema=RENEW_SCHEMA)
+    @r.add("POST", "/v1/internal/renew", auth="node", schema=wire.RENEW_REQUEST)
     def renew(ctx: Ctx) -> dict[str, Any]:
         assert ctx.node_id is not None
         return enroll.renew(ctx.state, ctx.node_id, ctx.body["csr"])
