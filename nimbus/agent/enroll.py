@@ -42,11 +42,6 @@ def overlay_cidr(wg_ip: str, subnet: str) -> str:
     return f"{wg_ip}/{ipaddress.ip_network(subnet, strict=False).prefixlen}"
 
 
-def control_plane_ip(subnet: str) -> str:
-    """The first host of the overlay subnet is the control plane (design.md §3.7)."""
-    return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
-
-
 def ip_target(config: AgentConfig, state: dict[str, Any]) -> tuple[str, int] | None:
     """Where the node's public/LAN IP is measured towards: the control plane's endpoint.
 

@@ -102,14 +102,6 @@ def list_keys(state: State, user_id: str) -> list[dict[str, Any]]:
     return [public_key(k) for k in keys if k["user_id"] == user_id]
 
 
-def key_secret(state: State, access_key: str) -> tuple[dict[str, Any], str] | None:
-    """The key record and its decrypted secret, or None for an unknown key."""
-    key = state.store.read("keys").get(access_key)
-    if key is None:
-        return None
-    return key, state.box.open(key["secret"], access_key)
-
-
 def set_password(state: State, user_id: str, password: str, actor: str) -> None:
     if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
         raise BadRequest(f"password must be at least {passwords.MIN_LENGTH} characters")

@@ -6,19 +6,14 @@ import ipaddress
 from collections.abc import Iterable
 
 from nimbus.errors import Conflict
-
-
-def control_plane_ip(subnet: str) -> str:
-    return str(next(ipaddress.ip_network(subnet).hosts()))
+from nimbus.wire import control_plane_ip
 
 
 def allocate(subnet: str, used: Iterable[str]) -> str:
     """Lowest host address of subnet that is neither used nor the control plane's."""
     net = ipaddress.ip_network(subnet)
-    taken = {ipaddress.ip_address(ip) for ip in used}
-    hosts = net.hosts()
-    next(hosts)  # .1 is the control plane
-    for candidate in hosts:
+    taken = {ipaddress.ip_address(ip) for ip in [*used, control_plane_ip(subnet)]}
+    for candidate in net.hosts():
         if candidate not in taken:
             return str(candidate)
     raise Conflict(f"the overlay subnet {subnet} has no free address left")

@@ -9,10 +9,8 @@ from nimbus.errors import NimbusError, Throttled
 
 log = logging.getLogger("nimbus.api")
 
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
-           507: "Insufficient Storage"}
+# The statuses the API answers with; an error carrying any other status becomes a 500.
+STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 507})
 
 
 def error_body(message: str) -> bytes:
@@ -25,7 +23,7 @@ def from_exception(exc: BaseException) -> tuple[int, dict[str, str], bytes]:
         headers = {}
         if isinstance(exc, Throttled):
             headers["Retry-After"] = str(exc.retry_after)
-        status = exc.status if exc.status in REASONS else 500
+        status = exc.status if exc.status in STATUSES else 500
         message = exc.message if status < 500 or status == 507 else "internal error"
         if status >= 500:
             log.error("request failed: %s", exc.message)

@@ -58,7 +58,7 @@ def register(r: Router) -> None:
     @r.add("POST", "/v1/iam/users", auth="admin", schema=USER_SCHEMA, status=201)
     def create_user(ctx: Ctx) -> dict[str, Any]:
         return iam.create_user(ctx.state, ctx.body["username"], ctx.body.get("admin", False),
-                               actor=_actor(ctx))
+                               actor=ctx.actor)
 
     @r.add("GET", "/v1/iam/users/<user_id>", auth="user")
     def get_user(ctx: Ctx, user_id: str) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def register(r: Router) -> None:
 
     @r.add("DELETE", "/v1/iam/users/<user_id>", auth="admin")
     def delete_user(ctx: Ctx, user_id: str) -> dict[str, Any]:
-        iam.delete_user(ctx.state, wire.check_id("user", user_id), actor=_actor(ctx))
+        iam.delete_user(ctx.state, wire.check_id("user", user_id), actor=ctx.actor)
         return {"id": user_id, "deleted": True}
 
     @r.add("GET", "/v1/iam/users/<user_id>/keys", auth="user")
@@ -79,19 +79,19 @@ def register(r: Router) -> None:
     def create_key(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
         _reauthenticate(ctx)
-        return iam.create_key(ctx.state, user_id, actor=_actor(ctx))
+        return iam.create_key(ctx.state, user_id, actor=ctx.actor)
 
     @r.add("DELETE", "/v1/iam/users/<user_id>/keys/<access_key>", auth="user")
     def delete_key(ctx: Ctx, user_id: str, access_key: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
-        iam.delete_key(ctx.state, user_id, wire.check_id("key", access_key), actor=_actor(ctx))
+        iam.delete_key(ctx.state, user_id, wire.check_id("key", access_key), actor=ctx.actor)
         return {"access_key": access_key, "deleted": True}
 
     @r.add("POST", "/v1/iam/users/<user_id>/password", auth="user", schema=PASSWORD_SCHEMA)
     def set_password(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
         _reauthenticate(ctx)
-        iam.set_password(ctx.state, user_id, ctx.body["password"], actor=_actor(ctx))
+        iam.set_password(ctx.state, user_id, ctx.body["password"], actor=ctx.actor)
         return {"id": user_id, "password_changed": True}
 
 
@@ -107,7 +107,3 @@ def _reauthenticate(ctx: Ctx) -> None:
     if ctx.principal.via == "jwt":
         iam.confirm_password(ctx.state, ctx.principal.user_id,
                              ctx.body.get("current_password"), ctx.source)
-
-
-def _actor(ctx: Ctx) -> str:
-    return ctx.principal.user_id if ctx.principal else "system"

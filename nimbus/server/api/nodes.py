@@ -20,7 +20,7 @@ IP_SCHEMA = {"ip_address": wire.Field(wire.ip_address, required=True)}
 def register(r: Router) -> None:
     @r.add("POST", "/v1/nodes", auth="admin", schema=CREATE_SCHEMA, status=201)
     def create(ctx: Ctx) -> dict[str, Any]:
-        return nodes.create(ctx.state, ctx.body["ip_address"], ctx.body.get("name"), _actor(ctx))
+        return nodes.create(ctx.state, ctx.body["ip_address"], ctx.body.get("name"), ctx.actor)
 
     @r.add("GET", "/v1/nodes", auth="user")
     def list_nodes(ctx: Ctx) -> bottle.HTTPResponse:
@@ -32,26 +32,22 @@ def register(r: Router) -> None:
 
     @r.add("POST", "/v1/nodes/<node_id>/drain", auth="admin", schema={})
     def drain(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.drain(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+        return nodes.drain(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor)
 
     @r.add("POST", "/v1/nodes/<node_id>/undrain", auth="admin", schema={})
     def undrain(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.undrain(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+        return nodes.undrain(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor)
 
     @r.add("POST", "/v1/nodes/<node_id>/token", auth="admin", schema={})
     def new_token(ctx: Ctx, node_id: str) -> dict[str, Any]:
-        return nodes.new_join_token(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx))
+        return nodes.new_join_token(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor)
 
     @r.add("POST", "/v1/nodes/<node_id>/ip", auth="admin", schema=IP_SCHEMA)
     def set_ip(ctx: Ctx, node_id: str) -> dict[str, Any]:
         return nodes.set_ip(ctx.state, nodes.resolve(ctx.state, node_id), ctx.body["ip_address"],
-                            _actor(ctx))
+                            ctx.actor)
 
     @r.add("DELETE", "/v1/nodes/<node_id>", auth="admin")
     def delete(ctx: Ctx, node_id: str) -> dict[str, Any]:
         force = ctx.query.get("force", "").lower() in ("1", "true", "yes")
-        return nodes.delete(ctx.state, nodes.resolve(ctx.state, node_id), _actor(ctx), force)
-
-
-def _actor(ctx: Ctx) -> str:
-    return ctx.principal.user_id if ctx.principal else "system"
+        return nodes.delete(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor, force)

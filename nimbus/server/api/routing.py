@@ -31,6 +31,11 @@ class Ctx:
     node_id: str | None = None
     query: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def actor(self) -> str:
+        """Who the audit log names for this request: the operator's user ID, or "system"."""
+        return self.principal.user_id if self.principal else "system"
+
 
 def read_body(environ: dict[str, Any]) -> bytes:
     length = environ.get("CONTENT_LENGTH") or ""
