@@ -104,8 +104,8 @@ def _remote_bootstrap(api_url: str, secret: str) -> tuple[dict, str]:
     import ssl
 
     from nimbus.client import ApiClient
+    from nimbus.security.bootstrap import bootstrap_proof
     from nimbus.security.pki import ca_fingerprint
-    from nimbus.server.iam import bootstrap_proof
 
     insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     insecure.check_hostname = False

@@ -12,6 +12,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from nimbus.logs import mask
 from nimbus.security import passwords, tokens
+from nimbus.security.bootstrap import bootstrap_proof
 from nimbus.server import audited
 from nimbus.server.ratelimit import username_key
 from nimbus.server.state import State
@@ -233,12 +234,6 @@ def confirm_bootstrap(state: State, user_id: str) -> None:
         user.pop("bootstrap_nonces", None)
         note("bootstrap.confirmed", user_id=user_id)
     (state.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
-
-
-def bootstrap_proof(secret: str, ca_fingerprint: str, nonce: str) -> str:
-    """HMAC binding the one-time secret to the CA the caller saw (defeats a TLS MITM)."""
-    msg = f"nimbus-bootstrap-v1\n{ca_fingerprint}\n{nonce}".encode()
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
 def remote_bootstrap(state: State, ca_fingerprint: str, nonce: str, proof: str,
