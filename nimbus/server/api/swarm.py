@@ -24,7 +24,7 @@ DEPLOY_SCHEMA = {
 def register(r: Router) -> None:
     @r.add("POST", "/v1/swarms", auth="admin", schema=CREATE_SCHEMA, status=201)
     def create(ctx: Ctx) -> dict[str, Any]:
-        return swarm.create(ctx.state, ctx.body["name"], _actor(ctx))
+        return swarm.create(ctx.state, ctx.body["name"], ctx.actor)
 
     @r.add("GET", "/v1/swarms", auth="user")
     def list_swarms(ctx: Ctx) -> list[dict[str, Any]]:
@@ -36,21 +36,21 @@ def register(r: Router) -> None:
 
     @r.add("DELETE", "/v1/swarms/<ref>", auth="admin")
     def delete(ctx: Ctx, ref: str) -> dict[str, Any]:
-        return swarm.delete(ctx.state, ref, _actor(ctx))
+        return swarm.delete(ctx.state, ref, ctx.actor)
 
     @r.add("POST", "/v1/swarms/<ref>/nodes", auth="admin", schema=ADD_NODE_SCHEMA)
     def add_node(ctx: Ctx, ref: str) -> dict[str, Any]:
         return swarm.add_node(ctx.state, ref, ctx.body["node"], ctx.body.get("role"),
-                              _actor(ctx))
+                              ctx.actor)
 
     @r.add("DELETE", "/v1/swarms/<ref>/nodes/<node>", auth="admin")
     def remove_node(ctx: Ctx, ref: str, node: str) -> dict[str, Any]:
-        return swarm.remove_node(ctx.state, ref, node, _force(ctx), _actor(ctx))
+        return swarm.remove_node(ctx.state, ref, node, _force(ctx), ctx.actor)
 
     @r.add("POST", "/v1/services", auth="admin", schema=DEPLOY_SCHEMA, status=201)
     def deploy(ctx: Ctx) -> dict[str, Any]:
         b = ctx.body
-        return services.deploy(ctx.state, b["name"], b["swarm"], b["compose"], _actor(ctx))
+        return services.deploy(ctx.state, b["name"], b["swarm"], b["compose"], ctx.actor)
 
     @r.add("GET", "/v1/services", auth="user")
     def list_services(ctx: Ctx) -> list[dict[str, Any]]:
@@ -62,12 +62,9 @@ def register(r: Router) -> None:
 
     @r.add("DELETE", "/v1/services/<name>", auth="admin")
     def remove(ctx: Ctx, name: str) -> dict[str, Any]:
-        return services.remove(ctx.state, name, _actor(ctx))
+        return services.remove(ctx.state, name, ctx.actor)
 
 
 def _force(ctx: Ctx) -> bool:
     return ctx.query.get("force", "").lower() in ("1", "true", "yes")
 
-
-def _actor(ctx: Ctx) -> str:
-    return ctx.principal.user_id if ctx.principal else "system"
