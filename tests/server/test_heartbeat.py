@@ -7,6 +7,8 @@ from nimbus.server import mesh
 
 def test_a_steady_heartbeat_touches_only_memory(inproc):
     node_id, cert = inproc.joined_node()
+    # The first heartbeat after a join confirms the node's own WireGuard key (a write).
+    assert inproc.call("POST", "/v1/internal/heartbeat", {}, cert_pem=cert).status == 200
     before = inproc.state.store.read("nodes")
     inproc.clock.now += 5
     answer = inproc.call("POST", "/v1/internal/heartbeat",
@@ -16,7 +18,7 @@ def test_a_steady_heartbeat_touches_only_memory(inproc):
     assert inproc.state.store.read("nodes") is before  # no store write at all
     live = inproc.state.runtime.get(node_id)
     assert live["cpu"] == {"count": 2, "usage": 0.5} and live["last_seen"] == inproc.clock.now
-    assert inproc.state.metrics.counters["heartbeats"] == 1
+    assert inproc.state.metrics.counters["heartbeats"] == 2
 
 
 def test_a_new_public_ip_moves_the_node_for_every_other_node(inproc):
