@@ -81,5 +81,5 @@ class InProcess:
 def inproc(tmp_path: Path) -> InProcess:
     clock = Clock()
     config = ServerConfig(data_dir=str(tmp_path / "data"), wireguard=False).validate()
-    state = open_state(config, clock=clock)
+    state = open_state(config, clock=clock, monotonic=clock)  # one clock moves both
     return InProcess(state, clock, create_app(state))
