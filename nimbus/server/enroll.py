@@ -38,8 +38,8 @@ def _csr_key_sha256(csr: Any) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def _answered_before(node: dict[str, Any], body: dict[str, Any], csr_key: str,
-                     now: float) -> str | None:
+def _answered_before(state: State, node: dict[str, Any], body: dict[str, Any],
+                     csr_key: str, now: float) -> str | None:
     """The certificate of a join this same request already made, if its answer was lost.
 
     The same token with the same CSR key (and the same WireGuard key), within the token's
@@ -47,7 +47,7 @@ def _answered_before(node: dict[str, Any], body: dict[str, Any], csr_key: str,
     """
     join = node.get("join") or {}
     if (node["state"] != "pending" and join.get("used") and join.get("cert_pem")
-            and now <= float(join["expires_at"])
+            and not state.runtime.answered(node["id"]) and now <= float(join["expires_at"])
             and hmac.compare_digest(str(join.get("csr_key_sha256", "")), csr_key)
             and body["wireguard_public_key"] == node["wireguard_public_key"]):
         return str(join["cert_pem"])
@@ -70,7 +70,7 @@ def join(state: State, body: dict[str, Any], source: str
         if not hmac.compare_digest(presented, expected) or node is None:
             raise _refuse(state, node_id, "unknown node or wrong secret", source)
         if node["join"]["used"] or node["state"] != "pending":
-            cert_pem = _answered_before(node, body, csr_key, now)
+            cert_pem = _answered_before(state, node, body, csr_key, now)
             if cert_pem is None:
                 raise _refuse(state, node_id, "token already used", source)
             retried = True
@@ -112,13 +112,10 @@ def join(state: State, body: dict[str, Any], source: str
 
 def answer_received(state: State, node_id: str) -> None:
     """The node used its certificate (a heartbeat over mTLS): a join retry can no longer be
-    needed, so the join's kept certificate leaves the store (one write per node, once)."""
-    if not ((state.store.read("nodes").get(node_id) or {}).get("join") or {}).get("cert_pem"):
-        return
-    with state.store.transaction("nodes") as tx:
-        node = tx["nodes"].get(node_id)
-        if node is not None and (node.get("join") or {}).get("cert_pem"):
-            node["join"] = {k: v for k, v in node["join"].items() if k != "cert_pem"}
+    needed. Refused from now on; the kept certificate leaves the store with the next
+    runtime flush (one write for every node that answered, never one per heartbeat)."""
+    if ((state.store.read("nodes").get(node_id) or {}).get("join") or {}).get("cert_pem"):
+        state.runtime.note_answered(node_id)
 
 
 def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from nimbus import __version__, wire
 from nimbus.server.api import iam as iam_api
 from nimbus.server.api import nodes as nodes_api
+from nimbus.server.api import swarm as swarm_api
 
 Schema = dict[str, Any]
 
@@ -69,6 +70,12 @@ TASK = {"type": "object", "required": ["id", "type", "payload"],
 def _param(name: str, kind: str) -> Schema:
     return {"name": name, "in": "path", "required": True,
             "schema": {"type": "string", "pattern": ID_PATTERNS[kind]}}
+
+
+def _ref(name: str) -> Schema:
+    """A path parameter that is an id or a name (looked up, never used as a path or argv)."""
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
 
 def _op(summary: str, security: list[dict[str, list[str]]], codes: tuple[int, ...],
@@ -196,7 +203,45 @@ def _paths() -> dict[str, dict[str, Schema]]:
     p["/v1/internal/renew"] = {"post": _op(
         "Renew the node certificate with a fresh CSR (mTLS)", NODE, (401,), ANY_OBJECT,
         body(wire.RENEW_REQUEST), tag="internal")}
+    p.update(_workload_paths())
     return p
+
+
+def _workload_paths() -> dict[str, dict[str, Schema]]:
+    """Swarm groups and compose services (docs/workloads.md)."""
+    list_of = lambda s: {"type": "array", "items": s}  # noqa: E731
+    ref, node = [_ref("ref")], [_ref("ref"), _ref("node")]
+    force = {"name": "force", "in": "query", "required": False, "schema": {"type": "string"}}
+    return {
+        "/v1/swarms": {
+            "get": _op("List swarm groups", OPERATOR, USER_AUTH, list_of(ANY_OBJECT),
+                       tag="swarm"),
+            "post": _op("Create a swarm group", OPERATOR, (201, 401, 403, 409), ANY_OBJECT,
+                        body(swarm_api.CREATE_SCHEMA), tag="swarm")},
+        "/v1/swarms/{ref}": {
+            "get": _op("Describe a swarm group", OPERATOR, (401, 404), ANY_OBJECT, params=ref,
+                       tag="swarm"),
+            "delete": _op("Delete a swarm group", OPERATOR, (401, 403, 404, 409), ANY_OBJECT,
+                          params=ref, tag="swarm")},
+        "/v1/swarms/{ref}/nodes": {"post": _op(
+            "Add a node to a swarm group", OPERATOR, (401, 403, 404, 409), ANY_OBJECT,
+            body(swarm_api.ADD_NODE_SCHEMA), ref, tag="swarm")},
+        "/v1/swarms/{ref}/nodes/{node}": {"delete": {**_op(
+            "Remove a node from a swarm group", OPERATOR, (401, 403, 404, 409), ANY_OBJECT,
+            tag="swarm"), "parameters": [*node, force]}},
+        "/v1/services": {
+            "get": {**_op("List compose services", OPERATOR, USER_AUTH, list_of(ANY_OBJECT),
+                          tag="swarm"),
+                    "parameters": [{"name": "swarm", "in": "query", "required": False,
+                                    "schema": {"type": "string"}}]},
+            "post": _op("Deploy a compose stack", OPERATOR, (201, 401, 403, 404, 409),
+                        ANY_OBJECT, body(swarm_api.DEPLOY_SCHEMA), tag="swarm")},
+        "/v1/services/{name}": {
+            "get": _op("Describe a compose service", OPERATOR, (401, 404), ANY_OBJECT,
+                       params=[_ref("name")], tag="swarm"),
+            "delete": _op("Remove a compose service", OPERATOR, (401, 403, 404, 409),
+                          ANY_OBJECT, params=[_ref("name")], tag="swarm")},
+    }
 
 
 def document(server_url: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,11 @@ class Runtime:
         self._data: dict[str, dict[str, Any]] = {
             k: dict(v) for k, v in store.read("runtime").items()}
         self._dirty = False
+        # Joined nodes whose first mTLS request arrived: the copy of their certificate kept
+        # for a lost join answer can go. Dropped from the store in the next flush, in one
+        # write for all of them, so a burst of first heartbeats never rewrites nodes.json
+        # once per node.
+        self._answered: set[str] = set()
         # Bumped on every change, so derived views (the node listing) know when to rebuild.
         self.version = 0
 
@@ -32,6 +37,14 @@ class Runtime:
             self._dirty = True
             self.version += 1
 
+    def note_answered(self, node_id: str) -> None:
+        with self._lock:
+            self._answered.add(node_id)
+
+    def answered(self, node_id: str) -> bool:
+        with self._lock:
+            return node_id in self._answered
+
     def forget(self, node_id: str) -> None:
         with self._lock:
             self._data.pop(node_id, None)
@@ -40,6 +53,7 @@ class Runtime:
 
     def flush(self) -> bool:
         """Write the whole runtime collection once if anything changed since the last flush."""
+        self._drop_kept_certificates()
         with self._lock:
             if not self._dirty:
                 return False
@@ -51,6 +65,20 @@ class Runtime:
             self._dirty = True
             raise
         return True
+
+    def _drop_kept_certificates(self) -> None:
+        with self._lock:
+            answered = set(self._answered)
+        if not answered:
+            return
+        with self.store.transaction("nodes") as tx:
+            for node_id in answered:
+                join = (tx["nodes"].get(node_id) or {}).get("join") or {}
+                if "cert_pem" in join:
+                    tx["nodes"][node_id]["join"] = {
+                        k: v for k, v in join.items() if k != "cert_pem"}
+        with self._lock:
+            self._answered -= answered
 
     def run_flusher(self, interval: float, stop: threading.Event) -> None:
         while not stop.wait(interval):
