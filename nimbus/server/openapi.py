@@ -230,7 +230,7 @@ def _workload_paths() -> dict[str, dict[str, Schema]]:
             "Remove a node from a swarm group", OPERATOR, (401, 403, 404, 409), ANY_OBJECT,
             tag="swarm"), "parameters": [*node, force]}},
         "/v1/services": {
-            "get": {**_op("List compose services", OPERATOR, USER_AUTH, list_of(ANY_OBJECT),
+            "get": {**_op("List compose services", OPERATOR, (401, 404), list_of(ANY_OBJECT),
                           tag="swarm"),
                     "parameters": [{"name": "swarm", "in": "query", "required": False,
                                     "schema": {"type": "string"}}]},
