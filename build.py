@@ -170,6 +170,10 @@ def stage(wheels: Path) -> tuple[Path, list[str]]:
             _unpack(found[0], STAGE, only=r"cffi/.*|cffi-[^/]*\.dist-info/.*")
             for wheel in found:  # every _cffi_backend.cpython-3XX-<machine>-linux-gnu.so
                 _unpack(wheel, STAGE, only=r"_cffi_backend\.[^/]*\.so")
+        elif dist == "pyyaml":
+            # PyYAML ships no pure wheel, but its `yaml` package is pure Python; without its
+            # optional libyaml binding (_yaml) it falls back to the pure parser by itself.
+            _unpack(found[0], STAGE, only=r"yaml/[^/]*\.py|(?i:pyyaml)-[^/]*\.dist-info/.*")
         else:
             if len(found) != 1 or not found[0].name.endswith("-none-any.whl"):
                 sys.exit(f"build: {dist}: expected one pure-Python wheel, got "
