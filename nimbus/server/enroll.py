@@ -110,14 +110,6 @@ def join(state: State, body: dict[str, Any], source: str
                                                  lambda: mesh.reconcile(state))
 
 
-def answer_received(state: State, node_id: str) -> None:
-    """The node used its certificate (a heartbeat over mTLS): a join retry can no longer be
-    needed. Refused from now on; the kept certificate leaves the store with the next
-    runtime flush (one write for every node that answered, never one per heartbeat)."""
-    if ((state.store.read("nodes").get(node_id) or {}).get("join") or {}).get("cert_pem"):
-        state.runtime.note_answered(node_id)
-
-
 def renew(state: State, node_id: str, csr_pem: str) -> dict[str, Any]:
     """A fresh certificate for an enrolled, unrevoked node (called over mTLS)."""
     pki.check_csr(csr_pem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nimbus.server import enroll, nodes
+from nimbus.server import nodes
 from nimbus.server.state import State
 
 LIVE_FIELDS = ("cpu", "memory", "disk")
@@ -16,10 +16,8 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     the store and, for an IP, to every node's peer list."""
     live = {k: body[k] for k in LIVE_FIELDS if k in body}
     live["last_seen"] = round(state.now(), 3)
-    nodes.seen(state, node_id, live)
-    enroll.answer_received(state, node_id)
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
     facts["docker"] = body.get("docker")  # absent: no Docker Engine on the node (now)
-    nodes.record_facts(state, node_id, facts, body.get("ip_address"))
+    nodes.heard(state, node_id, live, facts, body.get("ip_address"))
     state.metrics.inc("heartbeats")
     return {"next_heartbeat_sec": state.config.heartbeat_interval_sec}

@@ -231,6 +231,20 @@ def set_ip(state: State, node_id: str, ip_address: str, actor: str) -> dict[str,
     return public_node(state, node)
 
 
+def heard(state: State, node_id: str, live: dict[str, Any], facts: dict[str, Any],
+          ip: str | None) -> None:
+    """A heartbeat: live data into memory, changed facts (and a new IP) into the store.
+
+    The node used its certificate, so the copy kept for a lost join answer is no longer
+    needed: `runtime` refuses join retries from now on and drops it in its next batched
+    flush (never one store write per heartbeat)."""
+    node = state.store.read("nodes").get(node_id) or {}
+    seen(state, node_id, live)
+    if (node.get("join") or {}).get("cert_pem"):
+        state.runtime.note_answered(node_id)
+    record_facts(state, node_id, facts, ip)
+
+
 def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | None) -> None:
     """What a node reports about itself (hostname, arch, agent version, its public IP).
 

@@ -144,7 +144,7 @@ def test_a_join_retry_is_refused_once_the_node_used_its_certificate(fake_state):
     fields = wire.decode_join_token(created["join_token"])
     body = join_body(fields)
     enroll.join(state, body, "192.0.2.6")
-    enroll.answer_received(state, fields["node_id"])  # its first heartbeat over mTLS
+    nodes.heard(state, fields["node_id"], {}, {}, None)  # its first heartbeat over mTLS
     with pytest.raises(Unauthorized):  # refused at once, before the store is written
         enroll.join(state, dict(body), "192.0.2.6")
     state.runtime.flush()  # the kept certificate leaves the store in the batched flush
