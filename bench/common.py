@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,3 +174,13 @@ def seed_nodes(data_dir: Path, count: int, now: float | None = None,
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    """Poll `check` every `every` seconds until it holds (True) or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import wait_until  # noqa: E402
 from nimbus.lab.netns import new_lab_id  # noqa: E402
 from nimbus.lab.orchestrate import Lab, all_labs, check_requirements  # noqa: E402
 
@@ -38,15 +39,6 @@ def wg_state(lab: Lab, members: list[str], what: str) -> dict[str, str]:
     """`wg show IF <what>` of several members, run in parallel."""
     procs = {m: _wg(lab, m, what) for m in members}
     return {m: p.communicate(timeout=15)[0] for m, p in procs.items()}
-
-
-def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
 
 
 def measure(nodes: int, log: Callable[[str], None]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result
+from bench.common import Result, wait_until
 from nimbus.lab.netns import new_lab_id
 from nimbus.lab.orchestrate import Lab, all_labs
 
@@ -33,15 +33,6 @@ services:
       endpoint_mode: dnsrr
       placement: {max_replicas_per_node: 1}
 """
-
-
-def _until(check: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
 
 
 def measure(log: Callable[[str], None]) -> dict[str, float]:
@@ -61,8 +52,8 @@ def measure(log: Callable[[str], None]) -> dict[str, float]:
         t = time.monotonic()
         lab.cli_json("service", "deploy", "--swarm", "bench", "--file",
                      str(tmp / "compose.yml"), "--name", "bench")
-        if not _until(lambda: lab.cli_json("service", "describe", "bench")["running"] == 3,
-                      180):
+        if not wait_until(lambda: lab.cli_json("service", "describe", "bench")["running"] == 3,
+                          180, every=0.5):
             raise RuntimeError("the stack did not reach 3/3 running in 180 s")
         res["stack_3_of_3_running_s"] = time.monotonic() - t
         victim = next(m for m in lab.cli_json("swarm", "describe", "bench")["nodes"]
@@ -76,7 +67,7 @@ def measure(log: Callable[[str], None]) -> dict[str, float]:
                                   "{{.ID}}"], capture_output=True, text=True, check=False)
             return victim["swarm_node_id"] not in out.stdout.split()
 
-        if not _until(gone, 60, every=0.2):
+        if not wait_until(gone, 60, every=0.2):
             raise RuntimeError("the deleted node stayed in the swarm for 60 s")
         res["node_delete_to_swarm_removal_s"] = time.monotonic() - t
         t = time.monotonic()
