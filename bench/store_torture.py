@@ -21,31 +21,7 @@ import time
 from pathlib import Path
 
 from nimbus.store import Store, jsonstore
-
-PADDING = {f"item{i}": "x" * 64 for i in range(300)}  # ~20 KB per file: writes take a while
-
-
-def _writer(root: Path, wfd: int) -> None:
-    store = Store(root)
-    while True:
-        with store.transaction("a", "b") as tx:
-            n = tx["a"]["counter"] + 1
-            tx["a"].update(counter=n, padding=PADDING)
-            tx["b"].update(counter=n, twin=-n)
-        os.write(wfd, f"{n}\n".encode())
-
-
-def _spawn(root: Path) -> tuple[int, int]:
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(rfd)
-            _writer(root, wfd)
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    return pid, rfd
+from tests.unit.test_store_crash import spawn_writer  # the test's writer, so the figures match
 
 
 def _drain(rfd: int) -> list[int]:
@@ -65,7 +41,7 @@ def torture(root: Path, kills: int, max_run: float, seed: int) -> dict[str, int]
     rng = random.Random(seed)
     acknowledged = committed = interrupted = 0
     for i in range(kills):
-        pid, rfd = _spawn(root)
+        pid, rfd = spawn_writer(root)
         time.sleep(rng.uniform(0, max_run))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

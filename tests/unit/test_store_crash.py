@@ -27,7 +27,8 @@ def _writer(root: Path, wfd: int) -> None:
         os.write(wfd, f"{n}\n".encode())
 
 
-def _spawn(root: Path) -> tuple[int, int]:
+def spawn_writer(root: Path) -> tuple[int, int]:
+    """Fork a writer (also used by bench/store_torture.py); returns (pid, pipe of its commits)."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
@@ -71,7 +72,7 @@ def test_sigkill_at_random_moments_never_tears_the_store(tmp_path):
     deadline = time.monotonic() + 240  # generous: other test suites share the CPUs
     for i in range(KILLS):
         assert time.monotonic() < deadline, f"only {i} kills in time"
-        pid, rfd = _spawn(root)
+        pid, rfd = spawn_writer(root)
         # Sometimes kill right away (while it opens the store), mostly mid-stream.
         time.sleep(rng.choice([0, rng.uniform(0, 0.004), rng.uniform(0.002, 0.03)]))
         os.kill(pid, signal.SIGKILL)
