@@ -15,10 +15,13 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
 
 from nimbus.errors import ERROR_BY_STATUS, NimbusError, Throttled, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_LINE = 65536
 MAX_HEADERS = 100

@@ -8,26 +8,25 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import click
-
 from nimbus import config as cfg
+from nimbus.cli import cmdline
 from nimbus.errors import ConfigError, Unauthorized
 
 
-@click.group(invoke_without_command=True)
-@click.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
-@click.option("--token", default=None,
-              help="The join token (visible in the process list; prefer --token-file).")
-@click.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
-@click.option("--api-url", default=None,
-              help="Call the API here instead of the token's URL (--join only).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="Agent settings (default /etc/nimbus/agent.toml when it exists).")
-@click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
-              help="Credentials and state (default /var/lib/nimbus as root, else ~/.nimbus).")
-@click.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
-@click.pass_context
-def agent(ctx: click.Context, join: bool, token: str | None, token_file: str | None,
+@cmdline.group(invoke_without_command=True)
+@cmdline.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
+@cmdline.option("--token", default=None,
+                help="The join token (visible in the process list; prefer --token-file).")
+@cmdline.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
+@cmdline.option("--api-url", default=None,
+                help="Call the API here instead of the token's URL (--join only).")
+@cmdline.option("--config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
+                help="Agent settings (default /etc/nimbus/agent.toml when it exists).")
+@cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                help="Credentials and state (default /var/lib/nimbus as root, else ~/.nimbus).")
+@cmdline.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
+@cmdline.pass_context
+def agent(ctx: cmdline.Context, join: bool, token: str | None, token_file: str | None,
           api_url: str | None, config_file: str | None, data_dir: str | None,
           no_wireguard: bool) -> None:
     """Run the node agent: heartbeats, tasks and certificate renewal over mTLS."""
@@ -75,8 +74,8 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
     if join:
         text = enroll.read_token(token, token_file, sys.stdin)
         if token:
-            click.echo("warning: --token is visible to other users in the process list; "
-                       "use --token-file next time", err=True)
+            cmdline.echo("warning: --token is visible to other users in the process list; "
+                         "use --token-file next time", err=True)
         try:
             config, wireguard = enroll.join(text, settings, api_url, files)
         except Unauthorized as exc:  # the join was refused: spent, expired or wrong token
@@ -99,14 +98,14 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
 
 
 @agent.command("install")
-@click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
-@click.option("--config", "config_opt", type=click.Path(dir_okay=False), default=None,
-              help="Agent settings file for the unit to use.")
-@click.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
-@click.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
-@click.option("--now", "start", is_flag=True, help="Also start the service now.")
-@click.pass_context
-def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
+@cmdline.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
+@cmdline.option("--config", "config_opt", type=cmdline.Path(dir_okay=False), default=None,
+                help="Agent settings file for the unit to use.")
+@cmdline.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
+@cmdline.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
+@cmdline.option("--now", "start", is_flag=True, help="Also start the service now.")
+@cmdline.pass_context
+def install(ctx: cmdline.Context, dry_run: bool, config_opt: str | None,
             data_dir_opt: str | None, no_wg_opt: bool, start: bool) -> None:
     """Write and enable a hardened systemd unit (nimbus-agent.service); --now also starts it."""
     from nimbus.agent.files import AgentFiles
@@ -136,6 +135,6 @@ def install(ctx: click.Context, dry_run: bool, config_opt: str | None,
                     low_port=settings.wireguard and settings.wireguard_port < 1024)
     holder = AgentFiles(Path(unit_data)).lock_holder()
     if holder and not dry_run:
-        click.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
-                   "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
+        cmdline.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
+                     "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
     install_unit(spec, dry_run, start)

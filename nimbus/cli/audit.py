@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.cli.context import api
 from nimbus.cli.output import emit, output_option
 from nimbus.errors import BadRequest
@@ -33,11 +32,11 @@ def parse_since(text: str | None, now: float) -> float:
             from None
 
 
-@click.command()
-@click.option("--since", default=None, help="Only events after this (30m, 2h, RFC 3339, epoch).")
+@cmdline.command()
+@cmdline.option("--since", default=None, help="Only events after this (30m, 2h, RFC 3339, epoch).")
 @output_option
-@click.pass_context
-def audit(ctx: click.Context, since: str | None, fmt: str) -> None:
+@cmdline.pass_context
+def audit(ctx: cmdline.Context, since: str | None, fmt: str) -> None:
     """Show security events (logins, keys, tokens, joins, certificates, deletions)."""
     start = parse_since(since, time.time())
     events = api(ctx).request("GET", f"/v1/audit?since={start:.3f}")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.client import ApiClient, BearerAuth, HmacAuth
 from nimbus.errors import ConfigError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 CONFIG_FIELDS = ("api_url", "access_key", "secret_key", "tls_ca")
 
@@ -52,7 +52,7 @@ def load_cli_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def api(ctx: click.Context, *, auth: bool = True) -> ApiClient:
+def api(ctx: cmdline.Context, *, auth: bool = True) -> ApiClient:
     """A client for the configured API, signing with HMAC unless a token is given."""
     root = ctx.find_root().obj or {}
     cfg = load_cli_config(config_file(root.get("config_path")))
@@ -72,7 +72,7 @@ def api(ctx: click.Context, *, auth: bool = True) -> ApiClient:
     return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials)
 
 
-def bearer_token(ctx: click.Context) -> str | None:
+def bearer_token(ctx: cmdline.Context) -> str | None:
     """The JWT from --token, --token-file or NIMBUS_TOKEN (read once), or None for HMAC."""
     from nimbus.cli.secrets import read_secret
 

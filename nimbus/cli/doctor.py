@@ -6,15 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
+from nimbus.cli import cmdline
 
 
 def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data-dir, or the data_dir of the server config (default /etc/nimbus/api.toml)."""
-    fn = click.option("--server-config", type=click.Path(dir_okay=False), default=None,
-                      help="Server config to read data_dir from.")(fn)
-    return click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
-                        help="Control-plane data dir.")(fn)
+    fn = cmdline.option("--server-config", type=cmdline.Path(dir_okay=False), default=None,
+                        help="Server config to read data_dir from.")(fn)
+    return cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                          help="Control-plane data dir.")(fn)
 
 
 def resolve_data_dir(data_dir: str | None, server_config: str | None) -> Path:
@@ -25,7 +25,7 @@ def resolve_data_dir(data_dir: str | None, server_config: str | None) -> Path:
     return config.data_path
 
 
-@click.command()
+@cmdline.command()
 @data_dir_option
 def doctor(data_dir: str | None, server_config: str | None) -> None:
     """Check every collection, key file and the CA pair; exit non-zero on any problem."""
@@ -38,14 +38,14 @@ def doctor(data_dir: str | None, server_config: str | None) -> None:
     if not verify.initialized(path):
         problems = verify.findings(path)
         if not problems:
-            click.echo(f"{path} holds no control plane yet (`nimbus serve` creates one)")
+            cmdline.echo(f"{path} holds no control plane yet (`nimbus serve` creates one)")
             return
     else:
         problems = verify.findings(path)
     full = verify.free_space_problem(path)
     problems += [full] if full else []
     for problem in problems:
-        click.echo(f"problem: {problem}")
+        cmdline.echo(f"problem: {problem}")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in {path}")
-    click.echo(f"{path}: CA pair, keys and every store collection are intact")
+    cmdline.echo(f"{path}: CA pair, keys and every store collection are intact")

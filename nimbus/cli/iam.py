@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.cli.context import api, bearer_token
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
@@ -15,17 +14,17 @@ from nimbus.errors import ConfigError
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
 
 
-@click.group()
+@cmdline.group()
 def iam() -> None:
     """Users, API keys, passwords and tokens."""
 
 
 @iam.command("create-user")
-@click.option("--username", required=True)
-@click.option("--admin", is_flag=True, help="Give the user full rights.")
+@cmdline.option("--username", required=True)
+@cmdline.option("--admin", is_flag=True, help="Give the user full rights.")
 @output_option
-@click.pass_context
-def create_user(ctx: click.Context, username: str, admin: bool, fmt: str) -> None:
+@cmdline.pass_context
+def create_user(ctx: cmdline.Context, username: str, admin: bool, fmt: str) -> None:
     """Create a user (admin only)."""
     emit(api(ctx).request("POST", "/v1/iam/users", {"username": username, "admin": admin}),
          fmt, USER_COLUMNS)
@@ -33,31 +32,31 @@ def create_user(ctx: click.Context, username: str, admin: bool, fmt: str) -> Non
 
 @iam.command("list-users")
 @output_option
-@click.pass_context
-def list_users(ctx: click.Context, fmt: str) -> None:
+@cmdline.pass_context
+def list_users(ctx: cmdline.Context, fmt: str) -> None:
     """List users (admin only)."""
     emit(api(ctx).request("GET", "/v1/iam/users"), fmt, USER_COLUMNS)
 
 
 @iam.command("delete-user")
-@click.argument("user_id")
+@cmdline.argument("user_id")
 @output_option
-@click.pass_context
-def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
+@cmdline.pass_context
+def delete_user(ctx: cmdline.Context, user_id: str, fmt: str) -> None:
     """Delete a user, its keys and (in effect) its tokens."""
     emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}"), fmt)
 
 
 @iam.command("create-key")
-@click.option("--user-id", required=True)
+@cmdline.option("--user-id", required=True)
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
-@click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="Write a ready connection config with the new key to FILE (0600) instead "
-                   "of printing the secret.")
+@cmdline.option("--write-config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
+                help="Write a ready connection config with the new key to FILE (0600) instead "
+                     "of printing the secret.")
 @output_option
-@click.pass_context
-def create_key(ctx: click.Context, user_id: str, current_password: str | None,
+@cmdline.pass_context
+def create_key(ctx: cmdline.Context, user_id: str, current_password: str | None,
                current_password_file: str | None, config_file: str | None, fmt: str) -> None:
     """Create an API key pair; the secret is shown once (or written with --write-config)."""
     from pathlib import Path
@@ -81,39 +80,39 @@ def create_key(ctx: click.Context, user_id: str, current_password: str | None,
     shown = {k: v for k, v in data.items() if k != "secret_key"}
     emit({**shown, "config_file": str(target)}, fmt)
     if fmt != "json":
-        click.echo(f"connection config written to {target} (0600); use it with "
-                   f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
-                   err=True)
+        cmdline.echo(f"connection config written to {target} (0600); use it with "
+                     f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
+                     err=True)
 
 
 @iam.command("list-keys")
-@click.option("--user-id", required=True)
+@cmdline.option("--user-id", required=True)
 @output_option
-@click.pass_context
-def list_keys(ctx: click.Context, user_id: str, fmt: str) -> None:
+@cmdline.pass_context
+def list_keys(ctx: cmdline.Context, user_id: str, fmt: str) -> None:
     """List a user's access keys (never their secrets)."""
     emit(api(ctx).request("GET", f"/v1/iam/users/{_seg(user_id)}/keys"), fmt,
          ["access_key", "user_id", "created_at"])
 
 
 @iam.command("delete-key")
-@click.option("--user-id", required=True)
-@click.option("--key-id", required=True, help="The access key (NBUS…).")
+@cmdline.option("--user-id", required=True)
+@cmdline.option("--key-id", required=True, help="The access key (NBUS…).")
 @output_option
-@click.pass_context
-def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
+@cmdline.pass_context
+def delete_key(ctx: cmdline.Context, user_id: str, key_id: str, fmt: str) -> None:
     """Delete an API key; requests signed with it fail at once."""
     emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}/keys/{_seg(key_id)}"), fmt)
 
 
 @iam.command("set-password")
-@click.option("--user-id", required=True)
+@cmdline.option("--user-id", required=True)
 @secret_options("password", "new password", envvar="NIMBUS_PASSWORD")
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
 @output_option
-@click.pass_context
-def set_password(ctx: click.Context, user_id: str, password: str | None,
+@cmdline.pass_context
+def set_password(ctx: cmdline.Context, user_id: str, password: str | None,
                  password_file: str | None, current_password: str | None,
                  current_password_file: str | None, fmt: str) -> None:
     """Set a user's password; tokens issued before stop working."""
@@ -123,7 +122,7 @@ def set_password(ctx: click.Context, user_id: str, password: str | None,
     emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password", body), fmt)
 
 
-def _reauth(ctx: click.Context, value: str | None, file: str | None) -> dict[str, str]:
+def _reauth(ctx: cmdline.Context, value: str | None, file: str | None) -> dict[str, str]:
     """With a JWT the server wants the caller's current password too; HMAC needs nothing."""
     if not bearer_token(ctx):
         return {}
@@ -133,11 +132,11 @@ def _reauth(ctx: click.Context, value: str | None, file: str | None) -> dict[str
 
 
 @iam.command("login")
-@click.option("--username", required=True)
+@cmdline.option("--username", required=True)
 @secret_options("password", "password", envvar="NIMBUS_PASSWORD")
 @output_option
-@click.pass_context
-def login(ctx: click.Context, username: str, password: str | None, password_file: str | None,
+@cmdline.pass_context
+def login(ctx: cmdline.Context, username: str, password: str | None, password_file: str | None,
           fmt: str) -> None:
     """Log in with a password; prints a JWT and an export line."""
     password = read_secret("password", flag="--password", value=password, file=password_file,
@@ -149,8 +148,8 @@ def login(ctx: click.Context, username: str, password: str | None, password_file
 
 @iam.command("get-token")
 @output_option
-@click.pass_context
-def get_token(ctx: click.Context, fmt: str) -> None:
+@cmdline.pass_context
+def get_token(ctx: cmdline.Context, fmt: str) -> None:
     """Exchange the configured HMAC key for a 1-hour JWT."""
     _print_token(api(ctx).request("POST", "/v1/iam/token", {}), fmt)
 
@@ -159,5 +158,5 @@ def _print_token(data: dict, fmt: str) -> None:
     if fmt == "json":
         emit(data, fmt)
         return
-    click.echo(data["token"])  # SECURITY: the token is what the user asked for
-    click.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output
+    cmdline.echo(data["token"])  # SECURITY: the token is what the user asked for
+    cmdline.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
-import click
+from nimbus.cli import cmdline
 
-F = Callable[..., Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    F = Callable[..., Any]
+
 
 
 def output_option(fn: F) -> F:
-    return click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]),
-                        default="table", show_default=True, help="Output format.")(fn)
+    return cmdline.option("-o", "--output", "fmt", type=cmdline.Choice(["table", "json"]),
+                          default="table", show_default=True, help="Output format.")(fn)
 
 
 # SECURITY: C0/C1 controls, DEL, and bidi/zero-width format characters would let a
@@ -29,6 +33,13 @@ def safe(text: str) -> str:
 
 
 def cell(value: Any) -> str:
+    return safe(_text(value))
+
+
+def _text(value: Any) -> str:
+    """value as shown in a table, not yet escaped."""
+    if isinstance(value, str):
+        return value
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -37,11 +48,13 @@ def cell(value: Any) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))  # ensure_ascii escapes controls
-    return safe(str(value))
+    return str(value)
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    grid = [[safe(c.upper()) for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    grid = [[c.upper() for c in columns], *([_text(r.get(c)) for c in columns] for r in rows)]
+    if _UNSAFE.search("".join("".join(row) for row in grid)):  # one scan for the common case
+        grid = [[safe(v) for v in row] for row in grid]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
                      for row in grid)
@@ -50,15 +63,15 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def emit(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
     """json prints exactly the response's data; table prints rows or key/value pairs."""
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        cmdline.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     if isinstance(data, list):
         cols = columns or (sorted(data[0]) if data else ["id"])
-        click.echo(table(data, cols) if data else "(none)")
+        cmdline.echo(table(data, cols) if data else "(none)")
     elif isinstance(data, dict):
         keys = columns or list(data)
         width = max((len(k) for k in keys), default=0)
         for key in keys:
-            click.echo(f"{safe(key).ljust(width)}  {cell(data.get(key))}")
+            cmdline.echo(f"{safe(key).ljust(width)}  {cell(data.get(key))}")
     else:
-        click.echo(cell(data))
+        cmdline.echo(cell(data))

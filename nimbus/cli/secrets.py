@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import IO, Any
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.errors import ConfigError
 
-F = Callable[..., Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Any
+
+    F = Callable[..., Any]
 
 
 def secret_options(name: str, help_text: str, envvar: str | None = None) -> Callable[[F], F]:
@@ -25,11 +27,11 @@ def secret_options(name: str, help_text: str, envvar: str | None = None) -> Call
     env_help = f" or {envvar}" if envvar else ""
 
     def decorate(fn: F) -> F:
-        fn = click.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
-                          help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
-        return click.option(f"--{name}", dest, default=None, metavar="VALUE",
-                            help=f"The {help_text} (visible in ps and shell history: prefer "
-                                 f"--{name}-file{env_help} or the prompt).")(fn)
+        fn = cmdline.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
+                            help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
+        return cmdline.option(f"--{name}", dest, default=None, metavar="VALUE",
+                              help=f"The {help_text} (visible in ps and shell history: prefer "
+                                   f"--{name}-file{env_help} or the prompt).")(fn)
     return decorate
 
 
@@ -47,9 +49,9 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
     if value is not None and file is not None:
         raise ConfigError(f"give either {flag} or {flag}-file, not both")
     if value is not None:
-        click.echo(f"warning: {flag} on the command line is visible in ps and shell history; "
-                   f"use {flag}-file, {envvar + ', ' if envvar else ''}or the prompt",
-                   err=True)
+        cmdline.echo(f"warning: {flag} on the command line is visible in ps and shell history; "
+                     f"use {flag}-file, {envvar + ', ' if envvar else ''}or the prompt",
+                     err=True)
         return _non_empty(value, label)
     if file is not None:
         return _non_empty(_read_file(file, stdin, flag), label)
@@ -57,8 +59,8 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
         return _non_empty(env[envvar], label)
     stream = stdin or sys.stdin
     if prompt and _is_tty(stream):
-        return _non_empty(click.prompt(label, hide_input=True, confirmation_prompt=confirm),
-                          label)
+        return _non_empty(cmdline.prompt(label, hide_input=True, confirmation_prompt=confirm),
+                            label)
     ways = f"{flag}-file FILE (- for stdin)" + (f", {envvar}" if envvar else "")
     raise ConfigError(f"{label} needed: give {ways}, or run on a terminal to be prompted")
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from nimbus import config as cfg
+from nimbus.cli import cmdline
 
 
-@click.group(invoke_without_command=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="Server config (default /etc/nimbus/api.toml).")
-@click.option("--listen", default=None, help="HOST:PORT to listen on (default 0.0.0.0:8443).")
-@click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR", help="State directory.")
-@click.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
-@click.pass_context
-def serve(ctx: click.Context, config_file: str | None, listen: str | None, data_dir: str | None,
+@cmdline.group(invoke_without_command=True)
+@cmdline.option("--config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
+                help="Server config (default /etc/nimbus/api.toml).")
+@cmdline.option("--listen", default=None, help="HOST:PORT to listen on (default 0.0.0.0:8443).")
+@cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR", help="State directory.")
+@cmdline.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
+@cmdline.pass_context
+def serve(ctx: cmdline.Context, config_file: str | None, listen: str | None, data_dir: str | None,
           no_wireguard: bool) -> None:
     """Run the control plane (API on :8443, TLS only)."""
     ctx.ensure_object(dict)
@@ -41,15 +40,15 @@ def load_config(config_file: str | None, listen: str | None, data_dir: str | Non
 
 
 @serve.command("install")
-@click.option("--config", "config_opt", type=click.Path(dir_okay=False), default=None,
-              help="Server config for the unit to use.")
-@click.option("--listen", "listen_opt", default=None, help="HOST:PORT for the unit to use.")
-@click.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
-@click.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
-@click.option("--now", "start", is_flag=True, help="Also start the service now.")
-@click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
-@click.pass_context
-def install(ctx: click.Context, config_opt: str | None, listen_opt: str | None,
+@cmdline.option("--config", "config_opt", type=cmdline.Path(dir_okay=False), default=None,
+                help="Server config for the unit to use.")
+@cmdline.option("--listen", "listen_opt", default=None, help="HOST:PORT for the unit to use.")
+@cmdline.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
+@cmdline.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
+@cmdline.option("--now", "start", is_flag=True, help="Also start the service now.")
+@cmdline.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
+@cmdline.pass_context
+def install(ctx: cmdline.Context, config_opt: str | None, listen_opt: str | None,
             data_dir_opt: str | None, no_wg_opt: bool, start: bool, dry_run: bool) -> None:
     """Write and enable a hardened systemd unit (nimbus.service); --now also starts it."""
     from nimbus.cli.systemd import STATE_DIR, UnitSpec, install_unit

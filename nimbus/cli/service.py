@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.cli.context import api
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
@@ -15,7 +15,7 @@ from nimbus.errors import ConfigError
 SERVICE_COLUMNS = ["name", "swarm", "running", "desired", "status", "updated_at"]
 
 
-@click.group()
+@cmdline.group()
 def service() -> None:
     """Compose stacks on a swarm: deploy, list, describe, remove."""
 
@@ -23,7 +23,7 @@ def service() -> None:
 def load_compose(path: str) -> dict[str, Any]:
     """The compose file as a dict: YAML (JSON is YAML too); one-line ConfigError otherwise."""
     try:
-        text = Path(path).read_text() if path != "-" else click.get_text_stream("stdin").read()
+        text = Path(path).read_text() if path != "-" else sys.stdin.read()
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror or exc}") from None
     try:
@@ -58,47 +58,48 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 
 
 @service.command("deploy")
-@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@click.option("--file", "-f", "path", required=True, help="Compose file (YAML or JSON; - = stdin).")
-@click.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
+@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
+@cmdline.option("--file", "-f", "path", required=True,
+                  help="Compose file (YAML or JSON; - = stdin).")
+@cmdline.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
 @output_option
-@click.pass_context
-def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
+@cmdline.pass_context
+def deploy(ctx: cmdline.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
     """Deploy (or update) a compose stack on the swarm's manager."""
     body = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
     _show(_client(ctx, 150).request("POST", "/v1/services", body), fmt)
 
 
 @service.command("list")
-@click.option("--swarm", "swarm_ref", default=None, help="Only stacks of this swarm.")
+@cmdline.option("--swarm", "swarm_ref", default=None, help="Only stacks of this swarm.")
 @output_option
-@click.pass_context
-def list_services(ctx: click.Context, swarm_ref: str | None, fmt: str) -> None:
+@cmdline.pass_context
+def list_services(ctx: cmdline.Context, swarm_ref: str | None, fmt: str) -> None:
     """List stacks with their last known replica counts."""
     query = f"?swarm={_seg(swarm_ref)}" if swarm_ref else ""
     emit(api(ctx).request("GET", f"/v1/services{query}"), fmt, SERVICE_COLUMNS)
 
 
 @service.command("describe")
-@click.argument("name")
+@cmdline.argument("name")
 @output_option
-@click.pass_context
-def describe(ctx: click.Context, name: str, fmt: str) -> None:
+@cmdline.pass_context
+def describe(ctx: cmdline.Context, name: str, fmt: str) -> None:
     """Show a stack's services and replicas as the swarm manager reports them now."""
     _show(_client(ctx, 60).request("GET", f"/v1/services/{_seg(name)}"), fmt)
 
 
 @service.command("remove")
-@click.argument("name")
+@cmdline.argument("name")
 @output_option
-@click.pass_context
-def remove(ctx: click.Context, name: str, fmt: str) -> None:
+@cmdline.pass_context
+def remove(ctx: cmdline.Context, name: str, fmt: str) -> None:
     """Remove a stack (`docker stack rm` on the manager)."""
     data = _client(ctx, 150).request("DELETE", f"/v1/services/{_seg(name)}")
     if fmt == "json":
         emit(data, fmt)
         return
-    click.echo(f"service {data['name']} removed")
+    cmdline.echo(f"service {data['name']} removed")
 
 
 def _show(data: dict[str, Any], fmt: str) -> None:
@@ -106,11 +107,11 @@ def _show(data: dict[str, Any], fmt: str) -> None:
         emit(data, fmt)
         return
     emit(data, fmt, ["name", "swarm", "running", "desired", "status"])
-    click.echo("")
+    cmdline.echo("")
     emit(data.get("services", []), fmt, ["name", "image", "running", "desired"])
 
 
-def _client(ctx: click.Context, timeout: float):  # -> ApiClient
+def _client(ctx: cmdline.Context, timeout: float):  # -> ApiClient
     """The API client, waiting long enough for the work the server does on the nodes."""
     client = api(ctx)
     client.timeout = timeout

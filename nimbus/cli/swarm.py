@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.cli.context import api
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option, safe
@@ -12,28 +11,28 @@ SWARM_COLUMNS = ["id", "name", "status", "manager", "members", "created_at"]
 MEMBER_COLUMNS = ["name", "node_id", "role", "state", "availability", "engine_version"]
 
 
-@click.group()
+@cmdline.group()
 def swarm() -> None:
     """Docker Swarm groups: create, add-node, remove-node, list, describe, delete."""
 
 
 @swarm.command("create")
-@click.option("--name", required=True, help="A unique name for the swarm group.")
+@cmdline.option("--name", required=True, help="A unique name for the swarm group.")
 @output_option
-@click.pass_context
-def create(ctx: click.Context, name: str, fmt: str) -> None:
+@cmdline.pass_context
+def create(ctx: cmdline.Context, name: str, fmt: str) -> None:
     """Create an empty swarm group; the first node added becomes its manager."""
     emit(api(ctx).request("POST", "/v1/swarms", {"name": name}), fmt, SWARM_COLUMNS)
 
 
 @swarm.command("add-node")
-@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@click.option("--node", "node_ref", required=True, help="Node id or name.")
-@click.option("--role", type=click.Choice(["manager", "worker"]), default=None,
-              help="Default: manager for the first node, worker after that.")
+@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
+@cmdline.option("--node", "node_ref", required=True, help="Node id or name.")
+@cmdline.option("--role", type=cmdline.Choice(["manager", "worker"]), default=None,
+                help="Default: manager for the first node, worker after that.")
 @output_option
-@click.pass_context
-def add_node(ctx: click.Context, swarm_ref: str, node_ref: str, role: str | None,
+@cmdline.pass_context
+def add_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, role: str | None,
              fmt: str) -> None:
     """Add a node (it needs a Docker Engine): `swarm init` or `swarm join` on the node."""
     body = {"node": node_ref, **({"role": role} if role else {})}
@@ -42,13 +41,13 @@ def add_node(ctx: click.Context, swarm_ref: str, node_ref: str, role: str | None
 
 
 @swarm.command("remove-node")
-@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@click.option("--node", "node_ref", required=True, help="Node id or name.")
-@click.option("--force", is_flag=True,
-              help="Also remove the last manager while other members remain.")
+@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
+@cmdline.option("--node", "node_ref", required=True, help="Node id or name.")
+@cmdline.option("--force", is_flag=True,
+                help="Also remove the last manager while other members remain.")
 @output_option
-@click.pass_context
-def remove_node(ctx: click.Context, swarm_ref: str, node_ref: str, force: bool,
+@cmdline.pass_context
+def remove_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, force: bool,
                 fmt: str) -> None:
     """The node leaves the swarm; the manager forgets it (`docker node rm`)."""
     query = "?force=true" if force else ""
@@ -59,8 +58,8 @@ def remove_node(ctx: click.Context, swarm_ref: str, node_ref: str, force: bool,
 
 @swarm.command("list")
 @output_option
-@click.pass_context
-def list_swarms(ctx: click.Context, fmt: str) -> None:
+@cmdline.pass_context
+def list_swarms(ctx: cmdline.Context, fmt: str) -> None:
     """List swarm groups."""
     data = api(ctx).request("GET", "/v1/swarms")
     if fmt == "json":
@@ -71,25 +70,25 @@ def list_swarms(ctx: click.Context, fmt: str) -> None:
 
 
 @swarm.command("describe")
-@click.argument("swarm_ref")
+@cmdline.argument("swarm_ref")
 @output_option
-@click.pass_context
-def describe(ctx: click.Context, swarm_ref: str, fmt: str) -> None:
+@cmdline.pass_context
+def describe(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
     """Show a swarm and its members as the manager's Docker reports them."""
     _show(_client(ctx, 60).request("GET", f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
 
 
 @swarm.command("delete")
-@click.argument("swarm_ref")
+@cmdline.argument("swarm_ref")
 @output_option
-@click.pass_context
-def delete(ctx: click.Context, swarm_ref: str, fmt: str) -> None:
+@cmdline.pass_context
+def delete(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
     """Every member leaves the swarm (its stacks go with it); the group is removed."""
     data = _client(ctx, 150).request("DELETE", f"/v1/swarms/{_seg(swarm_ref)}")
     if fmt == "json":
         emit(data, fmt)
         return
-    click.echo(f"swarm {safe(data['name'])} ({safe(data['id'])}) deleted")
+    cmdline.echo(f"swarm {safe(data['name'])} ({safe(data['id'])}) deleted")
 
 
 def _show(data: dict, fmt: str) -> None:
@@ -98,11 +97,11 @@ def _show(data: dict, fmt: str) -> None:
         return
     emit({**data, "members": len(data.get("nodes", []))}, fmt,
          ["id", "name", "status", "manager", "members"])
-    click.echo("")
+    cmdline.echo("")
     emit(data.get("nodes", []), fmt, MEMBER_COLUMNS)
 
 
-def _client(ctx: click.Context, timeout: float):  # -> ApiClient
+def _client(ctx: cmdline.Context, timeout: float):  # -> ApiClient
     """The API client, waiting long enough for the work the server does on the nodes."""
     client = api(ctx)
     client.timeout = timeout

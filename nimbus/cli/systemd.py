@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
+from nimbus.cli import cmdline
 from nimbus.errors import ConfigError
 
 UNIT_DIR = Path("/etc/systemd/system")
@@ -134,7 +133,7 @@ def install_unit(spec: UnitSpec, dry_run: bool, start: bool) -> None:
     """
     unit = render_unit(spec)
     if dry_run:
-        click.echo(unit, nl=False)
+        cmdline.echo(unit, nl=False)
         return
     if not systemd_running() or not UNIT_DIR.is_dir():
         raise ConfigError("systemd is not running on this machine; nothing was installed "
@@ -160,7 +159,7 @@ def install_unit(spec: UnitSpec, dry_run: bool, start: bool) -> None:
         raise
     service = spec.name.removesuffix(".service")
     if start:
-        click.echo(f"installed {path}; enabled and started (systemctl status {service})")
+        cmdline.echo(f"installed {path}; enabled and started (systemctl status {service})")
     else:
-        click.echo(f"installed {path} and enabled it (starts at boot); start it now with: "
-                   f"systemctl start {service}")
+        cmdline.echo(f"installed {path} and enabled it (starts at boot); start it now with: "
+                     f"systemctl start {service}")

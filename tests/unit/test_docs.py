@@ -6,10 +6,10 @@ import dataclasses
 import re
 from pathlib import Path
 
-import click
 import pytest
 
 from nimbus import config
+from nimbus.cli.cmdline import Group
 from nimbus.cli.main import COMMANDS, cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,14 +75,13 @@ def _commands_block() -> str:
 
 def test_readme_lists_every_command_and_subcommand():
     block = _commands_block()
-    ctx = click.Context(cli)
     missing = []
     for name in COMMANDS:
-        command = cli.get_command(ctx, name)
+        command = cli.get_command(name)
         if f"nimbus {name}" not in block:
             missing.append(name)
-        if isinstance(command, click.Group):
-            for sub in command.list_commands(ctx):
+        if isinstance(command, Group):
+            for sub in command.list_commands():
                 line = next((ln for ln in block.splitlines()
                              if ln.startswith(f"nimbus {name} ")), None)
                 lines = [ln for ln in block.splitlines() if f"nimbus {name}" in ln]
@@ -93,10 +92,9 @@ def test_readme_lists_every_command_and_subcommand():
 
 def test_readme_lists_every_option_of_the_lab_and_install_commands():
     block = _commands_block()
-    ctx = click.Context(cli)
     for group, sub in (("lab", "up"), ("serve", "install"), ("agent", "install")):
-        command = cli.get_command(ctx, group).get_command(ctx, sub)
-        for param in command.params:
+        command = cli.get_command(group).get_command(sub)
+        for param in command.options:
             for opt in param.opts:
                 if opt.startswith("--") and opt != "--help":
                     assert opt in block, f"README lacks `nimbus {group} {sub} {opt}`"
