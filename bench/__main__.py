@@ -63,17 +63,39 @@ def render_text(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_md(rows: list[list[str]], results: list[Result], meta: dict[str, Any]) -> str:
+def render_md(rows: list[list[str]], results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     out = [f"# Benchmark results ({'quick' if meta['quick'] else 'full'} run)", "",
            f"{meta['when']} on {meta['host']} ({meta['cpus']} CPUs, Python {meta['python']}); "
-           f"load average before {meta['load_before']}, after {meta['load_after']}.", "",
-           "| benchmark | figure | budget | result |", "|---|---|---|---|"]
+           f"load average before {meta['load_before']}, after {meta['load_after']}."]
+    out += [f"Re-run since: `--only {' '.join(u['only'])}` at {u['when']} (load average "
+            f"{u['load_before']})." for u in meta.get("updated", [])]
+    out += ["", "| benchmark | figure | budget | result |", "|---|---|---|---|"]
     out += [f"| {' | '.join(row)} |" for row in rows]
-    notes = [f"* **{r.name}**: {r.note}" for r in results if r.note]
+    notes = [f"* **{r['name']}**: {r['note']}" for r in results if r.get("note")]
     if notes:
         out += ["", "Notes:", "", *notes]
     out += ["", "Details (ramps, percentiles, store writes) are in `bench/results.json`.", ""]
     return "\n".join(out)
+
+
+def merge_into_saved(meta: dict[str, Any], new: list[dict[str, Any]], only: list[str],
+                     saved: Path = HERE / "results.json",
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[list[str]]]:
+    """The saved full run with the rows of this `--only` run replaced (matched by name) or
+    added, so re-running one benchmark does not throw the others' figures away."""
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        old = None
+    if not old or old["meta"].get("quick"):
+        return meta, new, table([Result.from_dict(r) for r in new], False)
+    fresh = {r["name"]: r for r in new}
+    merged = [fresh.pop(r["name"], r) for r in old["results"]] + list(fresh.values())
+    kept = dict(old["meta"])
+    kept["updated"] = [*kept.get("updated", []),
+                       {"when": meta["when"], "only": only, "load_before": meta["load_before"],
+                        "load_after": meta["load_after"]}]
+    return kept, merged, table([Result.from_dict(r) for r in merged], False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average before {meta['load_before']}, after {meta['load_after']}; "
           f"{meta['seconds']} s")
     if not args.no_save:
+        saved = [r.as_dict() for r in results]
+        if args.only and not args.quick:  # a partial run updates its rows of the full table
+            meta, saved, rows = merge_into_saved(meta, saved, args.only)
         (HERE / "results.json").write_text(json.dumps(
-            {"meta": meta, "results": [r.as_dict() for r in results]}, indent=1) + "\n")
-        (HERE / "results.md").write_text(render_md(rows, results, meta))
+            {"meta": meta, "results": saved}, indent=1) + "\n")
+        (HERE / "results.md").write_text(render_md(rows, saved, meta))
     if failures:
         return 2
     return 1 if (not args.quick and any(r.passed is False for r in results)) else 0

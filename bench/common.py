@@ -49,6 +49,10 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls(**{k: v for k, v in data.items() if k != "passed"})
+
 
 def percentile(values: list[float], pct: float) -> float:
     if not values:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.__main__ import render_md, render_text, table
+from bench.__main__ import merge_into_saved, render_md, render_text, table
 from bench.common import Result, percentile, seed_nodes
 from nimbus.store import Store
 
@@ -32,10 +32,26 @@ def test_tables_show_every_result_with_its_verdict():
     rows = table(results, quick=False)
     text = render_text(rows)
     assert "PASS" in text and "FAIL" in text
-    md = render_md(rows, results, {"quick": False, "when": "now", "host": "h", "cpus": 2,
-                                   "python": "3.11", "load_before": [0, 0, 0],
-                                   "load_after": [0, 0, 0]})
+    meta = {"quick": False, "when": "now", "host": "h", "cpus": 2, "python": "3.11",
+            "load_before": [0, 0, 0], "load_after": [0, 0, 0]}
+    md = render_md(rows, [r.as_dict() for r in results], meta)
     assert "| rss | 250 MB | <= 200 MB | FAIL |" in md and "too big" in md
+
+
+def test_a_partial_run_replaces_only_its_own_rows_of_the_saved_full_run(tmp_path):
+    meta = {"quick": False, "when": "then", "host": "h", "cpus": 2, "python": "3.11",
+            "load_before": [0, 0, 0], "load_after": [0, 0, 0]}
+    full = [Result("heartbeats", 1500, "heartbeats/s", 1000, ">="),
+            Result("cli", 50, "ms", 40, "<=")]
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({"meta": meta, "results": [r.as_dict() for r in full]}))
+    now = {**meta, "when": "now", "load_before": [1, 1, 1]}
+    kept, merged, rows = merge_into_saved(now, [Result("cli", 30, "ms", 40, "<=").as_dict()],
+                                          ["cli"], saved)
+    assert [(r["name"], r["figure"]) for r in merged] == [("heartbeats", 1500), ("cli", 30)]
+    assert kept["when"] == "then" and kept["updated"][0]["only"] == ["cli"]
+    md = render_md(rows, merged, kept)
+    assert "| cli | 30 ms | <= 40 ms | PASS |" in md and "--only cli` at now" in md
 
 
 def test_seeded_nodes_are_joined_with_unique_overlay_addresses(tmp_path):
