@@ -6,11 +6,17 @@ HTTP/1.1 is spoken directly over `socket` + `ssl` rather than through http.clien
 import (email.parser & co.) cost the CLI ~8 ms of its start-up on every command. It speaks
 only what the Nimbus API needs: one request at a time on a persistent connection,
 Content-Length or chunked bodies, `Connection: close`, interim 1xx answers skipped.
+
+A new connection is most of what a one-shot CLI command waits for, so opening one avoids
+what it can without giving anything up (docs/performance.md, "What a new connection
+costs"): an IP literal is connected to directly (no getaddrinfo), and ASCII host names
+reach getaddrinfo and the TLS layer as bytes, which skips the idna codec (its import of
+stringprep and unicodedata cost ~2 ms); the name is verified against the certificate
+exactly as before. Annotation-only imports stay out of the run-time path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import ssl
@@ -19,7 +25,7 @@ import time
 from nimbus.errors import ERROR_BY_STATUS, NimbusError, Throttled, Unavailable
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing costs the CLI several ms of start-up; annotations are strings
     from collections.abc import Callable
     from typing import Any
 
@@ -75,6 +81,41 @@ def tls_context(ca_pem: str | None, cert_file: str | None = None,
     return ctx
 
 
+def _ip_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 when `host` is an IP literal, else None (a name to resolve)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return family
+    return None
+
+
+def _ascii(host: str) -> str | bytes:
+    """An ASCII host as bytes: getaddrinfo and ssl then skip the idna codec, which returns
+    an ASCII name unchanged anyway. Other names go through it as before."""
+    return host.encode("ascii") if host.isascii() else host
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket with Nagle off (a request goes out in one write)."""
+    family = _ip_family(host)
+    if family is None:
+        raw = socket.create_connection((_ascii(host), port), timeout=timeout)
+    else:
+        raw = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family is not None:
+            raw.settimeout(timeout)
+            raw.connect((host, port))
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
 def split_url(base_url: str) -> tuple[str, int, str]:
     """https://HOST[:PORT][/prefix] -> (host, port, prefix); IPv6 hosts in brackets.
 
@@ -118,8 +159,10 @@ class _Connection:
 
     def close(self) -> None:
         for closer in (self.reader.close, self.sock.close):
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - not contextlib.suppress: its import is ~1 ms of CLI start-up
                 closer()
+            except OSError:
+                pass
 
     def line(self) -> bytes:
         data = self.reader.readline(MAX_LINE + 1)
@@ -221,10 +264,9 @@ class ApiClient:
 
     def _connection(self, timeout: float) -> _Connection:
         if self._conn is None:
-            raw = socket.create_connection((self.host, self.port), timeout=timeout)
+            raw = open_socket(self.host, self.port, timeout)
             try:
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock = self.context.wrap_socket(raw, server_hostname=self.host)
+                sock = self.context.wrap_socket(raw, server_hostname=_ascii(self.host))
             except BaseException:
                 raw.close()
                 raise
@@ -279,6 +321,10 @@ class ApiClient:
                 self.close()
                 reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise Unavailable(f"cannot reach the API at {self.base_url}: {reason}") from None
+            except UnicodeError:  # a non-ASCII host name that IDNA cannot encode
+                self.close()
+                raise Unavailable(f"cannot reach the API at {self.base_url}: "
+                                  f"invalid host name") from None
             if not keep:
                 self.close()
             return status, resp_headers, data

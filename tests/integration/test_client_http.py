@@ -23,24 +23,30 @@ from nimbus.security import pki
 Handler = Callable[[ssl.SSLSocket, bytes], bool]  # returns False to close the connection
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> tuple[str, Path, Path]:
+def _certs(d: Path, sans: list[str]) -> tuple[str, Path, Path]:
     now = time.time()
     ca_pem, ca_key = pki.create_ca(now)
-    cert, key = pki.create_server_cert(ca_pem, ca_key, ["127.0.0.1"], now)
-    d = tmp_path_factory.mktemp("client-certs")
+    cert, key = pki.create_server_cert(ca_pem, ca_key, sans, now)
     (d / "s.crt").write_text(cert)
     (d / "s.key").write_text(key)
     return ca_pem, d / "s.crt", d / "s.key"
 
 
-class Scripted:
-    """A TLS server on 127.0.0.1 that answers each request with the handler's bytes."""
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> tuple[str, Path, Path]:
+    return _certs(tmp_path_factory.mktemp("client-certs"), ["127.0.0.1"])
 
-    def __init__(self, certs: tuple[str, Path, Path], handler: Handler) -> None:
+
+class Scripted:
+    """A TLS server on 127.0.0.1 (or `host`) that answers each request with the handler's
+    bytes."""
+
+    def __init__(self, certs: tuple[str, Path, Path], handler: Handler,
+                 host: str = "127.0.0.1") -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(certs[1]), str(certs[2]))
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.create_server((host, 0), family=family)
         self.port = self.sock.getsockname()[1]
         self.handler = handler
         self.requests: list[bytes] = []
@@ -238,6 +244,73 @@ def test_refused_port_is_unavailable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     client = ApiClient(f"https://127.0.0.1:{port}", None)
+    with pytest.raises(Unavailable, match="cannot reach"):
+        client.request("GET", "/v1/x")
+
+
+def _nodelay(client: ApiClient) -> int:
+    assert client._conn is not None
+    return client._conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_an_ip_literal_is_connected_to_directly_and_checked_as_an_ip(serve, tmp_path):
+    _, client = serve(lambda c, r: c.sendall(ok()) or True)
+    assert client.request("GET", "/v1/x") == {"ok": True}
+    assert _nodelay(client)
+    # A certificate that names only "localhost" does not vouch for 127.0.0.1.
+    named = _certs(tmp_path, ["localhost"])
+    other = Scripted(named, lambda c, r: c.sendall(ok()) or True)
+    try:
+        client = ApiClient(f"https://127.0.0.1:{other.port}", named[0])
+        with pytest.raises(Unavailable, match="TLS verification"):
+            client.request("GET", "/v1/x")
+        assert other.requests == []
+    finally:
+        other.close()
+
+
+def test_a_host_name_is_resolved_and_checked_against_the_certificate(certs, tmp_path):
+    named = _certs(tmp_path, ["localhost"])
+    srv = Scripted(named, lambda c, r: c.sendall(ok()) or True)
+    ip_only = Scripted(certs, lambda c, r: c.sendall(ok()) or True)
+    try:
+        client = ApiClient(f"https://localhost:{srv.port}", named[0])
+        assert client.request("GET", "/v1/x") == {"ok": True}
+        assert _nodelay(client)
+        assert f"Host: localhost:{srv.port}\r\n" in srv.requests[0].decode()
+        client.close()
+        # A certificate for 127.0.0.1 only does not vouch for the name "localhost".
+        client = ApiClient(f"https://localhost:{ip_only.port}", certs[0])
+        with pytest.raises(Unavailable, match="TLS verification"):
+            client.request("GET", "/v1/x")
+        assert ip_only.requests == []
+    finally:
+        srv.close()
+        ip_only.close()
+
+
+def test_an_ipv6_literal_is_connected_to_directly(tmp_path):
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            pass
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    six = _certs(tmp_path, ["::1"])
+    srv = Scripted(six, lambda c, r: c.sendall(ok()) or True, host="::1")
+    try:
+        client = ApiClient(f"https://[::1]:{srv.port}", six[0])
+        assert client.request("GET", "/v1/x") == {"ok": True}
+        assert f"Host: [::1]:{srv.port}\r\n" in srv.requests[0].decode()
+        client.close()
+    finally:
+        srv.close()
+
+
+# Each fails before any packet leaves the machine: an empty label, a label over 63 bytes
+# (both refused by the resolver itself), a non-ASCII label that IDNA cannot encode.
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".invalid", "\u00fc" * 70 + ".invalid"])
+def test_a_host_name_that_cannot_be_resolved_is_unavailable(host):
+    client = ApiClient(f"https://{host}:8443", None)
     with pytest.raises(Unavailable, match="cannot reach"):
         client.request("GET", "/v1/x")
 
