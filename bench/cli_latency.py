@@ -3,13 +3,20 @@
 Budgets from issue 12 (system python3, 2 cores, median of 10, warm): `--help` <= 35 ms,
 `node list` <= 40 ms. The interpreter's own start-up (`python3 -c pass`, same count) is
 measured and printed beside them: it is the floor no zipapp can go under.
+
+Wall time on a shared VM swings with whatever else runs on it, so when valgrind is installed
+the full run also counts each command's instructions (callgrind, one run each): exact,
+load-independent, and comparable across runs and machines of one architecture.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -35,6 +42,22 @@ def _time(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.Compl
     return time.perf_counter() - t0, proc
 
 
+def instructions(argv: list[str], env: dict[str, str]) -> float | None:
+    """Millions of instructions `argv` executes (user space, this process only), or None."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        proc = subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={out}",
+                               *argv], env=env, capture_output=True, check=False)
+        if proc.returncode != 0 or not os.path.exists(out):
+            return None
+        with open(out) as f:
+            m = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    return round(int(m.group(1)) / 1e6, 1) if m else None
+
+
 def run(quick: bool, log: Any) -> list[Result]:
     runs = 5 if quick else RUNS
     if PYZ.exists():
@@ -55,21 +78,27 @@ def run(quick: bool, log: Any) -> list[Result]:
             cold, proc = _time([*base, "--help"], env)
             if proc.returncode != 0:
                 raise RuntimeError(f"{what} --help failed: {proc.stderr.decode()[-300:]}")
-            figures: dict[str, list[float]] = {}
-            for name, argv in (("python", [base[0], "-c", "pass"]),
-                               ("help", [*base, "--help"]), ("node list", [*base, "node", "list"])):
+            commands = {"python": [base[0], "-c", "pass"], "help": [*base, "--help"],
+                        "node list": [*base, "node", "list"]}
+            figures: dict[str, list[float]] = {name: [] for name in commands}
+            for argv in commands.values():
                 _time(argv, env)  # warm the page cache
-                samples = []
-                for _ in range(runs):
+            # Interleaved, so that a burst of load elsewhere hits all three alike.
+            for _ in range(runs):
+                for name, argv in commands.items():
                     wall, proc = _time(argv, env)
                     if proc.returncode != 0:
                         raise RuntimeError(f"{' '.join(argv)} failed: "
                                            f"{proc.stderr.decode()[-300:]}")
-                    samples.append(wall)
-                figures[name] = samples
+                    figures[name].append(wall)
+            counted = {name: None if quick else instructions(argv, env)
+                       for name, argv in commands.items()}
+            for name, argv in commands.items():
+                samples = figures[name]
                 log(f"  {' '.join(argv[1:]) if name != 'python' else ' '.join(argv)}: "
                     f"median {median(samples) * 1000:.1f} ms, "
-                    f"p90 {percentile(samples, 90) * 1000:.1f} ms")
+                    f"p90 {percentile(samples, 90) * 1000:.1f} ms"
+                    + (f", {counted[name]} M instructions" if counted[name] else ""))
         finally:
             server.stop()
     interp = base[0]
@@ -78,6 +107,9 @@ def run(quick: bool, log: Any) -> list[Result]:
                **{k: [round(v, 4) for v in vals] for k, vals in figures.items()}}
     note = (f"{what} via {interp}; median of {runs}; the interpreter alone (`-c pass`) starts in "
             f"{startup:.1f} ms; first run (extraction) {cold * 1000:.0f} ms")
+    counts = [Result(f"CLI instructions: {label} (callgrind)", counted[name], "M", None)
+              for name, label in (("python", "`python3 -c pass`"), ("help", "`--help`"),
+                                  ("node list", "`node list`")) if counted.get(name)]
     return [
         Result("CLI: python3 start-up alone, `-c pass` (median)", round(startup, 1), "ms", None),
         Result("CLI `nimbus --help` wall (median)", round(median(figures["help"]) * 1000, 1),
@@ -85,4 +117,5 @@ def run(quick: bool, log: Any) -> list[Result]:
         Result("CLI `nimbus node list` wall, 100 nodes (median)",
                round(median(figures["node list"]) * 1000, 1), "ms",
                None if quick else LIST_BUDGET_MS, "<="),
+        *counts,
     ]
