@@ -9,25 +9,37 @@ Content-Length or chunked bodies, `Connection: close`, interim 1xx answers skipp
 
 A new connection is most of what a one-shot CLI command waits for, so opening one avoids
 what it can without giving anything up (docs/performance.md, "What a new connection
-costs"): an IP literal is connected to directly (no getaddrinfo), and ASCII host names
-reach getaddrinfo and the TLS layer as bytes, which skips the idna codec (its import of
-stringprep and unicodedata cost ~2 ms); the name is verified against the certificate
-exactly as before. Annotation-only imports stay out of the run-time path.
+costs"):
+* TLS runs on `_ssl` and `_socket`, the C modules under `ssl` and `socket`, whose Python
+  layers (enum conversions, selectors, base64) cost the CLI ~9 ms of import. ssl.SSLContext
+  *is* `_ssl._SSLContext` plus enums: the defaults, the CA check and the hostname check all
+  happen in C, identically. Where `_wrap_socket` is missing, the client falls back to ssl.py.
+* an IP literal is connected to directly (no getaddrinfo); an ASCII name goes to
+  getaddrinfo as bytes, so the idna codec (stringprep, unicodedata: ~2 ms) is not imported;
+  OpenSSL checks the certificate against the same name or IP either way.
+Annotation-only imports stay out of the run-time path.
 """
 
 from __future__ import annotations
 
+import _socket
+import _ssl
+import io
 import json
-import socket
-import ssl
 import time
 
 from nimbus.errors import ERROR_BY_STATUS, NimbusError, Throttled, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the CLI several ms of start-up; annotations are strings
+    import ssl
     from collections.abc import Callable
     from typing import Any
+
+# The C layer's own names, the same objects ssl and socket re-export.
+SSLError = _ssl.SSLError
+_TIMEOUTS = (TimeoutError, getattr(_socket, "timeout", TimeoutError))  # distinct before 3.10
+_FAST = hasattr(_ssl, "_SSLContext") and hasattr(_ssl._SSLContext, "_wrap_socket")
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
@@ -67,13 +79,11 @@ class BearerAuth:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def tls_context(ca_pem: str | None, cert_file: str | None = None,
-                key_file: str | None = None) -> ssl.SSLContext:
-    """Verify the server against our CA only (never the system store, never TOFU)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def _configure(ctx: Any, ca_pem: str | None, cert_file: str | None,
+               key_file: str | None) -> Any:
+    ctx.minimum_version = _ssl.PROTO_TLSv1_2
     ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = _ssl.CERT_REQUIRED
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem)
     if cert_file and key_file:
@@ -81,39 +91,95 @@ def tls_context(ca_pem: str | None, cert_file: str | None = None,
     return ctx
 
 
+def tls_context(ca_pem: str | None, cert_file: str | None = None,
+                key_file: str | None = None) -> ssl.SSLContext:
+    """Verify the server against our CA only (never the system store, never TOFU)."""
+    import ssl
+
+    return _configure(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ca_pem, cert_file, key_file)
+
+
+def _client_context(ca_pem: str | None, cert_file: str | None, key_file: str | None) -> Any:
+    """tls_context() without importing ssl.py: the same C context, configured the same way."""
+    if not _FAST:
+        return tls_context(ca_pem, cert_file, key_file)
+    return _configure(_ssl._SSLContext(_ssl.PROTOCOL_TLS_CLIENT), ca_pem, cert_file, key_file)
+
+
 def _ip_family(host: str) -> int | None:
     """AF_INET or AF_INET6 when `host` is an IP literal, else None (a name to resolve)."""
-    for family in (socket.AF_INET, socket.AF_INET6):
+    for family in (_socket.AF_INET, _socket.AF_INET6):
         try:
-            socket.inet_pton(family, host)
+            _socket.inet_pton(family, host)
         except (OSError, ValueError):
             continue
         return family
     return None
 
 
-def _ascii(host: str) -> str | bytes:
-    """An ASCII host as bytes: getaddrinfo and ssl then skip the idna codec, which returns
-    an ASCII name unchanged anyway. Other names go through it as before."""
-    return host.encode("ascii") if host.isascii() else host
+def _server_name(host: str) -> str:
+    """The name OpenSSL verifies (and sends as SNI): ASCII as it is, else its IDNA form,
+    exactly what ssl.py would pass (it too returns an ASCII name unchanged)."""
+    return host if host.isascii() else host.encode("idna").decode("ascii")
 
 
-def open_socket(host: str, port: int, timeout: float) -> socket.socket:
-    """A connected TCP socket with Nagle off (a request goes out in one write)."""
-    family = _ip_family(host)
-    if family is None:
-        raw = socket.create_connection((_ascii(host), port), timeout=timeout)
-    else:
-        raw = socket.socket(family, socket.SOCK_STREAM)
+class _Socket(_socket.socket):
+    """The C socket, weakly referable as the TLS layer requires (socket.socket without
+    its Python layer)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _tcp(family: int, addr: tuple[Any, ...], timeout: float, proto: int = 0) -> _Socket:
+    sock = _Socket(family, _socket.SOCK_STREAM, proto)
     try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if family is not None:
-            raw.settimeout(timeout)
-            raw.connect((host, port))
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        sock.connect(addr)
     except BaseException:
-        raw.close()
+        sock.close()
         raise
-    return raw
+    return sock
+
+
+def open_socket(host: str, port: int, timeout: float) -> _Socket:
+    """A connected TCP socket with Nagle off (a request goes out in one write).
+
+    An IP literal is connected to directly; a name is resolved (as bytes when ASCII: a str
+    would be run through the idna codec) and its addresses are tried in turn.
+    """
+    family = _ip_family(host)
+    if family is not None:
+        return _tcp(family, (host, port), timeout)
+    name = host.encode("ascii") if host.isascii() else host
+    error: OSError = OSError(f"{host} has no address")
+    for family, _, proto, _, addr in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        try:
+            return _tcp(family, addr, timeout, proto)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _TLSReader(io.RawIOBase):
+    """Raw reads from a TLS connection, for io.BufferedReader."""
+
+    def __init__(self, tls: Any) -> None:
+        super().__init__()
+        self.tls = tls
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return int(self.tls.read(len(buffer), buffer))
+        except SSLError as exc:
+            # TCP closed without a TLS close_notify: the end of the stream, as ssl.py's
+            # default (suppress_ragged_eofs) reads it; any other error is raised.
+            if exc.args and exc.args[0] == _ssl.SSL_ERROR_EOF:
+                return 0
+            raise
 
 
 def split_url(base_url: str) -> tuple[str, int, str]:
@@ -150,19 +216,48 @@ class _Protocol(Exception):
 
 
 class _Connection:
-    """One TLS connection and its buffered reader."""
+    """One TLS connection (`tls`, over the TCP socket `raw`) and its buffered reader."""
 
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self.sock = sock
-        self.reader = sock.makefile("rb")
+    def __init__(self, raw: Any, tls: Any) -> None:
+        self.raw = raw
+        self.tls = tls
+        self.reader = io.BufferedReader(_TLSReader(tls))
         self.used = False
 
+    @classmethod
+    def open(cls, host: str, port: int, context: Any, timeout: float) -> _Connection:
+        raw = open_socket(host, port, timeout)
+        try:
+            if _FAST:  # the C object that ssl.SSLSocket wraps; it keeps only a weak reference
+                tls = context._wrap_socket(raw, False, _server_name(host))
+                tls.do_handshake()
+                return cls(raw, tls)
+            import socket
+
+            plain = socket.socket(fileno=raw.detach())
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            plain.settimeout(timeout)  # wrap_socket copies it: the handshake's deadline
+            sock = context.wrap_socket(plain, server_hostname=_server_name(host))
+        except BaseException:
+            plain.close()
+            raise
+        return cls(sock, sock)
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.tls.write(view):]
+
     def close(self) -> None:
-        for closer in (self.reader.close, self.sock.close):
+        for closer in (self.reader.close, self.raw.close):
             try:  # noqa: SIM105 - not contextlib.suppress: its import is ~1 ms of CLI start-up
                 closer()
             except OSError:
                 pass
+        self.tls = None
 
     def line(self) -> bytes:
         data = self.reader.readline(MAX_LINE + 1)
@@ -252,7 +347,7 @@ class ApiClient:
         self.auth = auth
         self.timeout = timeout
         self.clock = clock
-        self.context = context or tls_context(ca_pem, cert_file, key_file)
+        self.context = context or _client_context(ca_pem, cert_file, key_file)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = f"{host}:{self.port}"
         self._conn: _Connection | None = None
@@ -264,14 +359,8 @@ class ApiClient:
 
     def _connection(self, timeout: float) -> _Connection:
         if self._conn is None:
-            raw = open_socket(self.host, self.port, timeout)
-            try:
-                sock = self.context.wrap_socket(raw, server_hostname=_ascii(self.host))
-            except BaseException:
-                raw.close()
-                raise
-            self._conn = _Connection(sock)
-        self._conn.sock.settimeout(timeout)
+            self._conn = _Connection.open(self.host, self.port, self.context, timeout)
+        self._conn.raw.settimeout(timeout)
         return self._conn
 
     def _head(self, method: str, path: str, headers: dict[str, str], length: int) -> bytes:
@@ -302,22 +391,22 @@ class ApiClient:
                 conn = self._connection(timeout or self.timeout)
                 reused = conn.used
                 conn.used = True
-                conn.sock.sendall(head + payload)
+                conn.send(head + payload)
                 status, resp_headers, data, keep = conn.response(method)
-            except ssl.SSLCertVerificationError as exc:
+            except _ssl.SSLCertVerificationError as exc:
                 self.close()
                 raise Unavailable(f"TLS verification of {self.base_url} failed: "
                                   f"{exc.verify_message}") from None
-            except (_Closed, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
-                    ssl.SSLZeroReturnError):
+            except (_Closed, ConnectionResetError, BrokenPipeError, _ssl.SSLEOFError,
+                    _ssl.SSLZeroReturnError):
                 self.close()
                 if attempt == 1 and reused:
                     continue
                 raise Unavailable(f"the API at {self.base_url} closed the connection") from None
-            except (TimeoutError, socket.timeout):  # distinct classes before Python 3.10
+            except _TIMEOUTS:
                 self.close()
                 raise Unavailable(f"the API at {self.base_url} did not answer in time") from None
-            except (OSError, ssl.SSLError, _Protocol) as exc:
+            except (OSError, SSLError, _Protocol) as exc:
                 self.close()
                 reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise Unavailable(f"cannot reach the API at {self.base_url}: {reason}") from None

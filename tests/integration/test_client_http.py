@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from nimbus import client as client_module
 from nimbus.client import ApiClient, HmacAuth, split_url
 from nimbus.errors import NimbusError, NotFound, Throttled, Unavailable
 from nimbus.security import pki
@@ -94,6 +95,15 @@ def _read_request(conn: ssl.SSLSocket) -> bytes | None:
     while len(body) < length:
         body += conn.recv(65536)
     return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture(autouse=True, params=["_ssl", "ssl.py"])
+def transport(request, monkeypatch) -> str:
+    """Every test runs on both of the client's TLS layers: the C modules it uses where it
+    can, and ssl.py, its fallback where `_ssl` lacks what it needs."""
+    if request.param == "ssl.py":
+        monkeypatch.setattr(client_module, "_FAST", False)
+    return request.param
 
 
 @pytest.fixture
@@ -231,6 +241,16 @@ def test_a_silent_server_times_out(serve):
     assert time.monotonic() - started < 1.9
 
 
+def test_a_server_that_never_answers_the_handshake_times_out():
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never speaks TLS
+        client = ApiClient(f"https://127.0.0.1:{listener.getsockname()[1]}", None,
+                           timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="did not answer in time"):
+            client.request("GET", "/v1/x")
+        assert time.monotonic() - started < 5
+
+
 def test_wrong_ca_is_a_tls_verification_error(serve):
     srv, _ = serve(lambda c, r: c.sendall(ok()) or True)
     other_ca, _ = pki.create_ca(time.time(), name="Other CA")
@@ -250,7 +270,7 @@ def test_refused_port_is_unavailable():
 
 def _nodelay(client: ApiClient) -> int:
     assert client._conn is not None
-    return client._conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    return client._conn.raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_an_ip_literal_is_connected_to_directly_and_checked_as_an_ip(serve, tmp_path):

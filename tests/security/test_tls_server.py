@@ -155,6 +155,6 @@ def test_fresh_connections_each_get_their_answer(server: Server, admin: dict[str
         try:
             assert client.request("GET", "/v1/nodes") == []
             assert client._conn is not None
-            assert not client._conn.sock.session.has_ticket
+            assert not client._conn.tls.session.has_ticket
         finally:
             client.close()
