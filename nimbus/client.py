@@ -2,7 +2,7 @@
 
 The only place where error responses are turned back into NimbusError exceptions.
 
-HTTP/1.1 is spoken directly over `socket` + `ssl` rather than through http.client, whose
+HTTP/1.1 is spoken directly over a TLS socket rather than through http.client, whose
 import (email.parser & co.) cost the CLI ~8 ms of its start-up on every command. It speaks
 only what the Nimbus API needs: one request at a time on a persistent connection,
 Content-Length or chunked bodies, `Connection: close`, interim 1xx answers skipped.
