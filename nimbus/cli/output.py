@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 from nimbus.cli import cmdline
@@ -24,12 +23,20 @@ def output_option(fn: F) -> F:
 
 # SECURITY: C0/C1 controls, DEL, and bidi/zero-width format characters would let a
 # hostile server or node repaint the terminal or forge table rows; they are printed escaped.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+_unsafe: Any = None
 
 
 def safe(text: str) -> str:
     """text with every control or direction-changing character shown as an escape (\\x1b)."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    if text.isprintable():  # none of _UNSAFE is printable: the common case needs no regex
+        return text
+    global _unsafe
+    if _unsafe is None:
+        import re
+
+        _unsafe = re.compile(_UNSAFE)
+    return _unsafe.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def cell(value: Any) -> str:
@@ -53,7 +60,7 @@ def _text(value: Any) -> str:
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     grid = [[c.upper() for c in columns], *([_text(r.get(c)) for c in columns] for r in rows)]
-    if _UNSAFE.search("".join("".join(row) for row in grid)):  # one scan for the common case
+    if not "".join("".join(row) for row in grid).isprintable():  # one scan, common case
         grid = [[safe(v) for v in row] for row in grid]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()

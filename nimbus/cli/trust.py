@@ -7,10 +7,10 @@ shows a host key's) and must be confirmed, or given beforehand with `--ca-finger
 
 from __future__ import annotations
 
-import base64
-import ssl
-
 from nimbus.errors import BadRequest, NimbusError
+
+# Every command checks its saved URL with check_api_url: the rest of this module's imports
+# (ssl, base64) are made where they are used, off that path.
 
 
 def check_api_url(url: str) -> str:
@@ -27,6 +27,8 @@ def check_api_url(url: str) -> str:
 
 def fetch_ca(api_url: str) -> str:
     """The CA certificate the server at api_url presents at GET /v1/ca — NOT yet trusted."""
+    import ssl
+
     from nimbus.client import ApiClient
 
     insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -46,6 +48,8 @@ def fetch_ca(api_url: str) -> str:
 
 def fingerprint(pem: str) -> str:
     """`SHA256:<base64>` of the certificate (DER), the form `ssh` uses for host keys."""
+    import base64
+
     from nimbus.security.pki import ca_fingerprint
 
     raw = bytes.fromhex(ca_fingerprint(pem))
@@ -62,6 +66,7 @@ def hex_fingerprint(pem: str) -> str:
 
 def matches(given: str, pem: str) -> bool:
     """True when `given` (SHA256:base64, or hex with or without colons) is the CA's digest."""
+    import base64
     import hmac
 
     from nimbus.security.pki import ca_fingerprint

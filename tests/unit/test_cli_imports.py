@@ -1,9 +1,9 @@
 """The CLI's start-up budget (issue 12) as a rule on what it imports, not on time.
 
 `nimbus --help` and `nimbus node list` must stay fast on a Raspberry Pi: they load nimbus's
-own CLI modules (and, to call the API, ssl and json), nothing of the server, the agent,
-cryptography, click or the heavy stdlib corners (typing, http.client/email, zipfile, pathlib,
-urllib, shutil, datetime). `--help` does not even load the HTTP client. A module that slips
+own CLI modules (and, to call the API, the C modules _ssl and _socket, and json), nothing of
+the server, the agent, cryptography, click or the heavy stdlib corners (typing, ssl.py and
+socket.py, http.client/email, zipfile, pathlib, urllib, shutil, datetime). `--help` does not even load the HTTP client. A module that slips
 in shows up here by name, long before anyone notices the extra milliseconds.
 """
 
@@ -23,9 +23,10 @@ NEVER = ("http.client", "email", "zipfile", "compileall", "pathlib", "urllib", "
          "bottle", "cheroot", "jwt", "nimbus.server", "nimbus.agent", "nimbus.store",
          "nimbus.lab", "_bootstrap", "tomllib", "tomli", "asyncio", "logging", "click",
          "typing", "inspect", "argparse", "gettext", "shutil", "textwrap", "datetime",
-         "secrets", "random", "getpass")
+         "secrets", "random", "getpass", "ssl", "socket", "selectors", "base64",
+         "encodings.idna")
 # `--help` needs no network: not even the client.
-NOT_FOR_HELP = ("ssl", "socket", "json", "nimbus.client", "nimbus.cli.context")
+NOT_FOR_HELP = ("_ssl", "_socket", "json", "nimbus.client", "nimbus.cli.context")
 
 PROBE = """
 import json, sys
