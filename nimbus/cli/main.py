@@ -41,20 +41,22 @@ COMMANDS = {
 def cli(ctx: cmdline.Context, config_path: str | None, token: str | None,
         token_file: str | None, debug: bool) -> None:
     """Nimbus: a self-hosted cloud for bare metal, in one file."""
-    ctx.obj.update(config_path=config_path, token=token, token_file=token_file, debug=debug)
+    ctx.obj.update(config_path=config_path, token=token, token_file=token_file, debug=debug,
+                   command=ctx.invoked_subcommand)
     if debug:
         from nimbus import logs
 
         logs.setup("debug")
 
 
-def run(argv: list[str]) -> int:
+def run(argv: list[str], obj: dict[str, Any] | None = None) -> int:
     """Run the CLI; every failure becomes one line on stderr and a non-zero exit code.
 
     `--debug` counts only as the root option (`nimbus --debug …`): the root callback records
     it in `obj`, so `nimbus lab cli -- node list --debug` does not turn tracebacks on here.
+    `obj` (the root's settings, and `command`: the subcommand run) is the caller's to read.
     """
-    obj: dict[str, Any] = {}
+    obj = {} if obj is None else obj
     try:
         cli.main(argv, prog_name="nimbus", obj=obj)
         return 0

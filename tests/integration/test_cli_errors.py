@@ -30,3 +30,22 @@ def test_debug_is_recognised_only_as_the_root_option(cli, tmp_path):
     # As the root option it shows the traceback.
     debug = cli.run("--debug", "--config", missing, "node", "list", check=False)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_the_whole_output_arrives_and_a_closed_pipe_is_a_quiet_exit(server, cli, admin):
+    """A command ends with os._exit after flushing (nimbus/__main__.py): nothing may be lost,
+    whether stdout is a pipe read to the end or one the reader closed at once."""
+    import json
+    import subprocess
+
+    from tests.harness import nimbus_argv
+
+    for i in range(30):
+        cli.run("node", "add", "--ip", f"192.0.2.{i + 1}", "--name", f"pipe-{i:02d}")
+    full = cli.run("node", "list", "-o", "json")  # read to the end through a pipe
+    assert len(json.loads(full.stdout)) == 30 and full.stderr == ""
+    proc = subprocess.Popen([*nimbus_argv(), "node", "list", "-o", "json"], env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # `nimbus node list | head -0`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 1) and "Traceback" not in err and err == "", err

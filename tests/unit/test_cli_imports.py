@@ -3,8 +3,9 @@
 `nimbus --help` and `nimbus node list` must stay fast on a Raspberry Pi: they load nimbus's
 own CLI modules (and, to call the API, the C modules _ssl and _socket, and json), nothing of
 the server, the agent, cryptography, click or the heavy stdlib corners (typing, ssl.py and
-socket.py, http.client/email, zipfile, pathlib, urllib, shutil, datetime). `--help` does not even load the HTTP client. A module that slips
-in shows up here by name, long before anyone notices the extra milliseconds.
+socket.py, http.client/email, zipfile, pathlib, urllib, shutil, datetime). `--help` does
+not even load the HTTP client. A module that slips in shows up here by name, long before
+anyone notices the extra milliseconds.
 """
 
 from __future__ import annotations
