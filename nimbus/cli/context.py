@@ -52,8 +52,9 @@ def load_cli_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def api(ctx: cmdline.Context, *, auth: bool = True) -> ApiClient:
-    """A client for the configured API, signing with HMAC unless a token is given."""
+def api(ctx: cmdline.Context, *, auth: bool = True, timeout: float = 30.0) -> ApiClient:
+    """A client for the configured API, signing with HMAC unless a token is given; `timeout`
+    is per request (longer for work the server does on the nodes, as for swarms)."""
     root = ctx.find_root().obj or {}
     cfg = load_cli_config(config_file(root.get("config_path")))
     ca = cfg.get("tls_ca") or None
@@ -69,7 +70,7 @@ def api(ctx: cmdline.Context, *, auth: bool = True) -> ApiClient:
             credentials = HmacAuth(cfg["access_key"], cfg["secret_key"])
         else:
             raise ConfigError("no credentials: set NIMBUS_TOKEN or configure an access key")
-    return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials)
+    return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials, timeout=timeout)
 
 
 def bearer_token(ctx: cmdline.Context) -> str | None:

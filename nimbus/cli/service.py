@@ -67,7 +67,7 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 def deploy(ctx: cmdline.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
     """Deploy (or update) a compose stack on the swarm's manager."""
     body = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
-    _show(_client(ctx, 150).request("POST", "/v1/services", body), fmt)
+    _show(api(ctx, timeout=150).request("POST", "/v1/services", body), fmt)
 
 
 @service.command("list")
@@ -86,7 +86,7 @@ def list_services(ctx: cmdline.Context, swarm_ref: str | None, fmt: str) -> None
 @cmdline.pass_context
 def describe(ctx: cmdline.Context, name: str, fmt: str) -> None:
     """Show a stack's services and replicas as the swarm manager reports them now."""
-    _show(_client(ctx, 60).request("GET", f"/v1/services/{_seg(name)}"), fmt)
+    _show(api(ctx, timeout=60).request("GET", f"/v1/services/{_seg(name)}"), fmt)
 
 
 @service.command("remove")
@@ -95,7 +95,7 @@ def describe(ctx: cmdline.Context, name: str, fmt: str) -> None:
 @cmdline.pass_context
 def remove(ctx: cmdline.Context, name: str, fmt: str) -> None:
     """Remove a stack (`docker stack rm` on the manager)."""
-    data = _client(ctx, 150).request("DELETE", f"/v1/services/{_seg(name)}")
+    data = api(ctx, timeout=150).request("DELETE", f"/v1/services/{_seg(name)}")
     if fmt == "json":
         emit(data, fmt)
         return
@@ -110,9 +110,3 @@ def _show(data: dict[str, Any], fmt: str) -> None:
     cmdline.echo("")
     emit(data.get("services", []), fmt, ["name", "image", "running", "desired"])
 
-
-def _client(ctx: cmdline.Context, timeout: float):  # -> ApiClient
-    """The API client, waiting long enough for the work the server does on the nodes."""
-    client = api(ctx)
-    client.timeout = timeout
-    return client

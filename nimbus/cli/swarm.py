@@ -36,7 +36,7 @@ def add_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, role: str | No
              fmt: str) -> None:
     """Add a node (it needs a Docker Engine): `swarm init` or `swarm join` on the node."""
     body = {"node": node_ref, **({"role": role} if role else {})}
-    data = _client(ctx, 150).request("POST", f"/v1/swarms/{_seg(swarm_ref)}/nodes", body)
+    data = api(ctx, timeout=150).request("POST", f"/v1/swarms/{_seg(swarm_ref)}/nodes", body)
     _show(data, fmt)
 
 
@@ -51,7 +51,7 @@ def remove_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, force: bool
                 fmt: str) -> None:
     """The node leaves the swarm; the manager forgets it (`docker node rm`)."""
     query = "?force=true" if force else ""
-    data = _client(ctx, 150).request(
+    data = api(ctx, timeout=150).request(
         "DELETE", f"/v1/swarms/{_seg(swarm_ref)}/nodes/{_seg(node_ref)}{query}")
     _show(data, fmt)
 
@@ -75,7 +75,7 @@ def list_swarms(ctx: cmdline.Context, fmt: str) -> None:
 @cmdline.pass_context
 def describe(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
     """Show a swarm and its members as the manager's Docker reports them."""
-    _show(_client(ctx, 60).request("GET", f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
+    _show(api(ctx, timeout=60).request("GET", f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
 
 
 @swarm.command("delete")
@@ -84,7 +84,7 @@ def describe(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
 @cmdline.pass_context
 def delete(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
     """Every member leaves the swarm (its stacks go with it); the group is removed."""
-    data = _client(ctx, 150).request("DELETE", f"/v1/swarms/{_seg(swarm_ref)}")
+    data = api(ctx, timeout=150).request("DELETE", f"/v1/swarms/{_seg(swarm_ref)}")
     if fmt == "json":
         emit(data, fmt)
         return
@@ -100,9 +100,3 @@ def _show(data: dict, fmt: str) -> None:
     cmdline.echo("")
     emit(data.get("nodes", []), fmt, MEMBER_COLUMNS)
 
-
-def _client(ctx: cmdline.Context, timeout: float):  # -> ApiClient
-    """The API client, waiting long enough for the work the server does on the nodes."""
-    client = api(ctx)
-    client.timeout = timeout
-    return client
