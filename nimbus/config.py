@@ -53,7 +53,7 @@ class ServerConfig:
     long_poll_sec: int = 25
     threads: int = 64
     max_threads: int = 512
-    # The connection layer (nimbus.server.gate; docs/decisions.md "The connection layer").
+    # The connection layer (nimbus.server.http.gate; docs/decisions.md "The connection layer").
     request_timeout_sec: int = 10        # TLS handshake + complete request must arrive in this
     idle_timeout_sec: int = 65           # a kept-alive connection may idle this long
     max_connections_per_source: int = 512  # open connections per client IP address

@@ -54,7 +54,7 @@ def _local_bootstrap(data_dir: str | None, server_config: str | None,
                      ) -> tuple[dict, str, str, Callable[[dict, str], None]]:
     from nimbus import config as cfg
     from nimbus.server import iam
-    from nimbus.server.state import open_state
+    from nimbus.server.boot import open_state
 
     config = cfg.load(cfg.ServerConfig, Path(server_config) if server_config else None,
                       cfg.SERVER_CONFIG_PATH, {"data_dir": data_dir})

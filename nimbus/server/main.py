@@ -11,7 +11,8 @@ from typing import Any
 
 from nimbus.config import ServerConfig, parse_listen
 from nimbus.server import instances
-from nimbus.server.state import State, open_state
+from nimbus.server.boot import open_state
+from nimbus.server.state import State
 from nimbus.store.files import write_private
 
 log = logging.getLogger("nimbus.serve")
@@ -66,8 +67,8 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
           stop_event: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or stop_event), then stop gracefully."""
     from nimbus.server.ca import required_sans
-    from nimbus.server.gate import Limits
-    from nimbus.server.httpd import ApiServer, server_tls_context
+    from nimbus.server.http.gate import Limits
+    from nimbus.server.http.httpd import ApiServer, server_tls_context
 
     # Handlers first: a signal that arrives once the API answers (or while it starts) must
     # stop it cleanly; before, SIGINT could leave the process hanging on non-daemon threads.

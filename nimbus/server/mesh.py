@@ -11,6 +11,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.server import joinkeys, tasks
+from nimbus.server.registry import Subsystem
 from nimbus.server.state import State
 from nimbus.wireguard.config import DEFAULT_KEEPALIVE, Peer
 
@@ -71,6 +72,8 @@ def _render_peers(state: State, node_id: str, payload: dict[str, Any]) -> dict[s
 
 
 TASK_TYPES = (tasks.TaskType(UPDATE_PEERS, _render_peers, coalesce=True),)
+# The mesh is core, but its task type is registered the way every subsystem's is.
+SUBSYSTEM = Subsystem(name="wireguard", task_types=TASK_TYPES)
 
 
 def redistribute(state: State, tx: dict[str, Any], except_id: str | None = None,

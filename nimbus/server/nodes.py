@@ -11,7 +11,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
-from nimbus.server import audited, ipam, mesh, tasks
+from nimbus.server import audited, hooks, ipam, mesh, tasks
 from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.nodes")
@@ -270,10 +270,9 @@ def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | No
 
 
 def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[str, Any]:
-    """Revoke every certificate of the node at once and cut it out of the mesh (and swarm)."""
-    from nimbus.server import swarm
-
-    swarm.check_node_delete(state, node_id, force)
+    """Revoke every certificate of the node at once and cut it out of the mesh; then every
+    subsystem lets go of it (each may refuse first, `force` is theirs to weigh)."""
+    hooks.before_node_delete(state, node_id, force)
     now = state.now()
     with audited.transaction(state, "nodes", "revoked", "tasks") as (tx, note):
         node = tx["nodes"].pop(wire.check_id("node", node_id), None)
@@ -295,5 +294,5 @@ def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[
     state.runtime.forget(node_id)
     state.stamps.forget(("seen", node_id))
     announce()
-    swarm.node_deleted(state, node_id)
+    hooks.after_node_delete(state, node_id)
     return {"id": node_id, "deleted": True, "revoked_certificates": len(node["cert_serials"])}

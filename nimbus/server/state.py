@@ -1,9 +1,9 @@
-"""State: the one object through which every cross-subsystem operation goes, and its factory.
+"""State: the one object through which every cross-subsystem operation goes.
 
-Every service the control plane holds is a typed field here, built once by `open_state`
-and passed in explicitly; nothing installs itself later. The one exception is `tunnel`,
-which only exists while `nimbus serve` runs with WireGuard: `server/main.py` sets it when
-it brings the interface up.
+Every service the control plane holds is a typed field here, built once by
+`boot.open_state` and passed in explicitly; nothing installs itself later. The one
+exception is `tunnel`, which only exists while `nimbus serve` runs with WireGuard:
+`server/main.py` sets it when it brings the interface up.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from nimbus.server.clock import Stamps
 from nimbus.server.longpoll import Waiters
 from nimbus.server.metrics import Metrics
 from nimbus.server.ratelimit import LoginThrottle
+from nimbus.server.registry import Subsystem
 from nimbus.server.runtime import Runtime
 from nimbus.server.tasks import TaskType
 from nimbus.store import Store
@@ -38,6 +39,7 @@ class State:
     box: SecretBox
     audit: AuditLog
     runtime: Runtime  # hot node data (heartbeats) in memory
+    subsystems: tuple[Subsystem, ...]  # handed in by boot.open_state (server/subsystems.py)
     task_types: dict[str, TaskType]  # every task type the queue accepts, by name
     waiters: Waiters = field(default_factory=Waiters)  # long-polling agents
     metrics: Metrics = field(default_factory=Metrics)
@@ -57,20 +59,3 @@ class State:
 
     def now(self) -> float:
         return self.clock()
-
-
-def open_state(config: ServerConfig, clock: Callable[[], float] = time.time,
-               monotonic: Callable[[], float] = time.monotonic) -> State:
-    """Open (creating on first use) the data dir, keys and store of a control plane."""
-    # Imported here, not at the top: the subsystems' modules take a State themselves.
-    from nimbus.server.subsystems import task_types
-
-    data_dir = config.data_path
-    keys = KeyMaterial(data_dir, clock())
-    store = Store(data_dir / "store")
-    box = SecretBox.from_file(data_dir / "store.key")
-    return State(config=config, store=store, keys=keys, box=box,
-                 audit=AuditLog(data_dir / "audit.log", config.audit_max_bytes,
-                                config.audit_files, config.audit_aggregate_sec),
-                 runtime=Runtime(store), task_types=task_types(), clock=clock,
-                 stamps=Stamps(clock, monotonic))

@@ -13,7 +13,7 @@ from nimbus.errors import Unauthorized
 from nimbus.security import hmac_sign as hs
 from nimbus.server import iam
 from nimbus.server.authn import Authenticator
-from nimbus.server.state import open_state
+from nimbus.server.boot import open_state
 from tests.security.helpers import raw
 
 JSON = {"Content-Type": "application/json"}

@@ -14,7 +14,7 @@ from nimbus.config import ServerConfig
 from nimbus.errors import Unauthorized, Unavailable
 from nimbus.security.pki import make_csr
 from nimbus.server import enroll, nodes
-from nimbus.server.state import open_state
+from nimbus.server.boot import open_state
 from tests.security.helpers import add_node, join, join_body, raw, store_doc
 
 

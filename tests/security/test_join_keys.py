@@ -16,7 +16,7 @@ from nimbus.errors import BadRequest
 from nimbus.security.pki import make_csr
 from nimbus.security.wgkeys import generate_keypair, public_key
 from nimbus.server import enroll, joinkeys, mesh, nodes
-from nimbus.server.state import open_state
+from nimbus.server.boot import open_state
 from tests.security.helpers import add_node, join_body, store_doc
 
 

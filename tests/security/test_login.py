@@ -10,8 +10,8 @@ import pytest
 from nimbus.config import ServerConfig
 from nimbus.errors import Throttled, Unauthorized
 from nimbus.server import iam
+from nimbus.server.boot import open_state
 from nimbus.server.ratelimit import LoginThrottle
-from nimbus.server.state import open_state
 from tests.security.helpers import raw
 
 JSON = {"Content-Type": "application/json"}

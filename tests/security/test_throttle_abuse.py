@@ -14,7 +14,7 @@ from nimbus.config import ServerConfig
 from nimbus.errors import Throttled, Unauthorized
 from nimbus.security.pki import ca_fingerprint
 from nimbus.server import iam
-from nimbus.server.state import open_state
+from nimbus.server.boot import open_state
 
 JSON = {"Content-Type": "application/json"}
 ATTACKER, USER = "127.0.0.2", "127.0.0.1"

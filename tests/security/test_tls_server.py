@@ -21,7 +21,7 @@ import pytest
 
 from nimbus.client import ApiClient, HmacAuth, tls_context
 from nimbus.security import pki
-from nimbus.server.httpd import server_tls_context, tls_environ
+from nimbus.server.http.httpd import server_tls_context, tls_environ
 from tests.harness import Server
 
 

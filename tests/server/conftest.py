@@ -21,7 +21,8 @@ from nimbus.security.pki import make_csr
 from nimbus.security.wgkeys import generate_keypair
 from nimbus.server import enroll, nodes
 from nimbus.server.app import create_app
-from nimbus.server.state import State, open_state
+from nimbus.server.boot import open_state
+from nimbus.server.state import State
 
 
 class Clock:

@@ -10,8 +10,8 @@ from nimbus.config import ServerConfig
 from nimbus.security.pki import make_csr
 from nimbus.security.wgkeys import generate_keypair
 from nimbus.server import enroll, heartbeat, nodes, tasks
+from nimbus.server.boot import open_state
 from nimbus.server.clock import Stamps
-from nimbus.server.state import open_state
 
 STEPS = [3600, -3600, 86400, -86400]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError, RequestScanner
+from nimbus.server.http.framing import BODY_LIMIT, HEAD_LIMIT, FrameError, RequestScanner
 from nimbus.server.ratelimit import source_key
 
 NEXT = b"GET /next HTTP/1.1\r\n"

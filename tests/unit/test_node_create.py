@@ -7,7 +7,7 @@ import pytest
 from nimbus.config import ServerConfig
 from nimbus.errors import Conflict
 from nimbus.server import nodes
-from nimbus.server.state import open_state
+from nimbus.server.boot import open_state
 from nimbus.wire import decode_join_token
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from nimbus import wire
-from nimbus.server import services, swarm
 from nimbus.server.api.routing import Ctx, Router
+from nimbus.server.swarm import groups as swarm
+from nimbus.server.swarm import lifecycle, services
 
 REF = wire.string(64)  # an id or a name; looked up, never used as a path or argv
 CREATE_SCHEMA = {"name": wire.Field(wire.string(63, wire.NAME_RE), required=True)}
@@ -36,7 +37,7 @@ def register(r: Router) -> None:
 
     @r.add("DELETE", "/v1/swarms/<ref>", auth="admin")
     def delete(ctx: Ctx, ref: str) -> dict[str, Any]:
-        return swarm.delete(ctx.state, ref, ctx.actor)
+        return lifecycle.delete(ctx.state, ref, ctx.actor)
 
     @r.add("POST", "/v1/swarms/<ref>/nodes", auth="admin", schema=ADD_NODE_SCHEMA)
     def add_node(ctx: Ctx, ref: str) -> dict[str, Any]:

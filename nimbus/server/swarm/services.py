@@ -13,8 +13,9 @@ from typing import Any
 from nimbus.docker import compose as composefile
 from nimbus.docker import plan
 from nimbus.errors import BadRequest, Conflict, NotFound
-from nimbus.server import swarm, swarm_tasks
 from nimbus.server.state import State
+from nimbus.server.swarm import groups as swarm
+from nimbus.server.swarm import tasks as swarm_tasks
 
 COLLECTION = "services"
 INSPECT_TIMEOUT = 10.0

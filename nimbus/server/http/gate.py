@@ -34,8 +34,8 @@ from typing import Any
 
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
 
-from nimbus.server.conn import BUSY, DRAIN, HANDSHAKE, HEAD, IDLE, Connection, error_response
-from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT, FrameError
+from nimbus.server.http.conn import BUSY, DRAIN, HANDSHAKE, HEAD, IDLE, Connection, error_response
+from nimbus.server.http.framing import BODY_LIMIT, HEAD_LIMIT, FrameError
 from nimbus.server.ratelimit import source_key  # an IPv6 client counts as its /64
 
 log = logging.getLogger("nimbus.httpd")

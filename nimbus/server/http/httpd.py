@@ -13,9 +13,9 @@ from typing import Any
 
 from cheroot import wsgi
 
-from nimbus.server.conn import HEAD, Connection
-from nimbus.server.framing import BODY_LIMIT, HEAD_LIMIT
-from nimbus.server.gate import READ_LIMIT, Gate, Limits
+from nimbus.server.http.conn import HEAD, Connection
+from nimbus.server.http.framing import BODY_LIMIT, HEAD_LIMIT
+from nimbus.server.http.gate import READ_LIMIT, Gate, Limits
 
 log = logging.getLogger("nimbus.httpd")
 

@@ -1,7 +1,7 @@
 """cheroot's connection and request, adapted: a read-ahead buffer the gate fills, JSON errors.
 
 cheroot reads a connection through a buffered reader (pure-Python `_pyio`, like its own
-StreamReader); ReadAhead lets the gate (nimbus.server.gate) put the bytes it read without
+StreamReader); ReadAhead lets the gate (nimbus.server.http.gate) put the bytes it read without
 blocking into that same buffer, so the worker that parses the request later finds all of it
 there and never waits on the network. Every error the HTTP layer itself answers (cheroot's
 400/405/408/413/414/501/505 and the gate's 408/413/431) carries the API's `{"error": ...}`.
@@ -22,7 +22,7 @@ from typing import Any
 from cheroot.makefile import MakeFile
 from cheroot.server import HTTPConnection, HTTPRequest
 
-from nimbus.server.framing import RequestScanner
+from nimbus.server.http.framing import RequestScanner
 
 # Where a connection is; only the thread that owns it (the gate or one worker) changes it.
 HANDSHAKE, HEAD, IDLE, BUSY, DRAIN = "handshake", "head", "idle", "busy", "drain"

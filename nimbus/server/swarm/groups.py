@@ -5,7 +5,7 @@ A swarm record (collection `swarms`):
      members: {node_id: {role, swarm_node_id, added_at}},
      tokens: {worker: sealed, manager: sealed},          # SECURITY: SecretBox, never clear
      seen: {swarm_node_id: {state, availability, engine_version, role}}, refreshed_at}
-Work on nodes goes through typed tasks (`server/swarm_tasks.py`); the operations here wait
+Work on nodes goes through typed tasks (`server/swarm/tasks.py`); the operations here wait
 for their result so the CLI can say at once whether Docker agreed.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
-from nimbus.server import nodes, swarm_tasks
+from nimbus.server import hooks, nodes
 from nimbus.server.state import State
+from nimbus.server.swarm import tasks as swarm_tasks
 
 log = logging.getLogger("nimbus.swarm")
 COLLECTION = "swarms"
@@ -152,6 +153,7 @@ def add_node(state: State, ref: str, node_ref: str, role: str | None,
         s["manager"] = s.get("manager") or node["id"]
     state.audit.record("swarm.node_added", state.now(), swarm_id=s["id"], node_id=node["id"],
                        role=role, actor=actor)
+    hooks.emit(state, "swarm.members_changed", swarm_id=s["id"])
     return describe(state, s["id"])
 
 
@@ -167,7 +169,7 @@ def promote(state: State, swarm_id: str, node: dict[str, Any], actor: str) -> di
     return describe(state, swarm_id)
 
 
-def _check_manager_leaving(s: dict[str, Any], node_id: str, force: bool) -> None:
+def check_manager_leaving(s: dict[str, Any], node_id: str, force: bool) -> None:
     """Refuse to orphan a swarm: its last manager may go only when it is alone (or force)."""
     member = s["members"].get(node_id)
     if member is None or member["role"] != "manager" or force:
@@ -179,7 +181,7 @@ def _check_manager_leaving(s: dict[str, Any], node_id: str, force: bool) -> None
                        "manager), remove the workers, or use --force")
 
 
-def _successor(s: dict[str, Any], leaving: str) -> str | None:
+def successor_of(s: dict[str, Any], leaving: str) -> str | None:
     """The member that runs manager tasks once `leaving` is gone (another manager)."""
     if s.get("manager") != leaving:
         return s.get("manager")
@@ -195,19 +197,20 @@ def remove_node(state: State, ref: str, node_ref: str, force: bool,
     member = s["members"].get(node["id"])
     if member is None:
         raise NotFound(f"node {node['name']} is not in swarm {s['name']}")
-    _check_manager_leaving(s, node["id"], force)
-    successor = _successor(s, node["id"])
+    check_manager_leaving(s, node["id"], force)
+    successor = successor_of(s, node["id"])
     swarm_tasks.run(state, node["id"], swarm_tasks.LEAVE, {"swarm_id": s["id"]})
     if successor and member.get("swarm_node_id"):
         swarm_tasks.run(state, successor, swarm_tasks.NODE_RM,
                         {"swarm_node_id": member["swarm_node_id"]})
-    _forget_member(state, s["id"], node["id"], successor)
+    forget_member(state, s["id"], node["id"], successor)
     state.audit.record("swarm.node_removed", state.now(), swarm_id=s["id"], node_id=node["id"],
                        actor=actor)
     return describe(state, s["id"])
 
 
-def _forget_member(state: State, swarm_id: str, node_id: str, successor: str | None) -> None:
+def forget_member(state: State, swarm_id: str, node_id: str, successor: str | None) -> None:
+    """Drop the membership; every subsystem that follows the members hears of it."""
     with state.store.transaction(COLLECTION) as tx:
         s = tx[COLLECTION].get(swarm_id)
         if s is None:
@@ -217,50 +220,7 @@ def _forget_member(state: State, swarm_id: str, node_id: str, successor: str | N
         s["manager"] = successor if s["members"] else None
         if not s["members"]:
             s["tokens"] = {}  # a new first member starts a new swarm with new tokens
-
-
-def delete(state: State, ref: str, actor: str) -> dict[str, Any]:
-    """Every member leaves (workers first); the record and its stacks are removed."""
-    from nimbus.server import services
-
-    s = find(state.store.read(COLLECTION), ref)
-    failed: list[str] = []
-    for role in ("worker", "manager"):  # a manager leaving first would strand the workers
-        members = [n for n, m in s["members"].items() if m["role"] == role]
-        ids = swarm_tasks.queue(state, members, swarm_tasks.LEAVE, {"swarm_id": s["id"]})
-        failed += swarm_tasks.wait_all(state, ids)
-    if failed:
-        raise Conflict(f"swarm {s['name']}: leaving failed on {len(failed)} node(s): "
-                       f"{failed[0]}")
-    with state.store.transaction(COLLECTION, services.COLLECTION) as tx:
-        tx[COLLECTION].pop(s["id"], None)
-        services.forget_swarm(tx[services.COLLECTION], s["id"])
-    state.audit.record("swarm.deleted", state.now(), swarm_id=s["id"], actor=actor)
-    return {"id": s["id"], "name": s["name"], "deleted": True}
-
-
-# -- node deletion (called by nodes.delete) ----------------------------------------------
-
-def check_node_delete(state: State, node_id: str, force: bool) -> None:
-    """Conflict when deleting this node would orphan the workers of its swarm."""
-    s = swarm_of(state.store.read(COLLECTION), node_id)
-    if s is not None:
-        _check_manager_leaving(s, node_id, force)
-
-
-def node_deleted(state: State, node_id: str) -> None:
-    """Queue `docker node rm --force` on a remaining manager; drop the membership."""
-    s = swarm_of(state.store.read(COLLECTION), node_id)
-    if s is None:
-        return
-    member = s["members"][node_id]
-    successor = _successor(s, node_id)
-    if successor and member.get("swarm_node_id"):
-        swarm_tasks.queue(state, [successor], swarm_tasks.NODE_RM,
-                          {"swarm_node_id": member["swarm_node_id"]})
-    _forget_member(state, s["id"], node_id, successor)
-    state.audit.record("swarm.node_removed", state.now(), swarm_id=s["id"], node_id=node_id,
-                       actor="node.delete")
+    hooks.emit(state, "swarm.members_changed", swarm_id=swarm_id)
 
 
 def check_role(role: Any) -> str | None:

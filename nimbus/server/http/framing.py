@@ -1,6 +1,6 @@
 """Where does the next HTTP/1.1 request in a read-ahead buffer end? Incremental, size-capped.
 
-The connection layer (nimbus.server.gate) reads each request completely (head and body)
+The connection layer (nimbus.server.http.gate) reads each request completely (head and body)
 before a worker thread is committed to it; this module decides when "completely" is, and
 refuses, with the status the HTTP layer owes the client, what can never become a request we
 accept: a head over 16 KiB (431), a body over 1 MiB (413), unparseable framing (400).

@@ -1,0 +1,1 @@
+"""The connection layer: the gate (accept, TLS, complete requests), framing, cheroot."""
