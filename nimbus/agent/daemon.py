@@ -101,6 +101,12 @@ class Agent:
         from nimbus.agent.membership import Membership
 
         self.membership = Membership(config, self._state, files, clock)
+        from nimbus.agent.supervisor import Supervisor
+
+        # Subsystem processes (ganesha, weed): what runs is kept in the data dir, so an
+        # agent restart brings it back (restore() in run()).
+        self.supervisor = Supervisor(files.root / "logs",
+                                     state_file=files.root / "supervisor.json")
 
     # -- credentials --------------------------------------------------------------------
 
@@ -215,7 +221,7 @@ class Agent:
         client, gen = self._client(timeout)
         backoff = Backoff()
         ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers,
-                          docker_host=self.config.docker_host)
+                          docker_host=self.config.docker_host, supervisor=self.supervisor)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():
@@ -268,6 +274,13 @@ class Agent:
         log.info("agent %s running for %s against %s (heartbeat every %ss, WireGuard %s)",
                  __version__, self.config.node_id, self.config.api_url,
                  self.config.heartbeat_interval_sec, "on" if self.wireguard else "off")
+        self.supervisor.restore()
+        try:
+            self._run_loops()
+        finally:
+            self.supervisor.stop_all()  # the wish list stays on disk for the next start
+
+    def _run_loops(self) -> None:
         threads = [threading.Thread(target=self._guard(fn), name=name, daemon=True)
                    for name, fn in (("heartbeat", self.heartbeat_loop),
                                     ("tasks", self.task_loop))]

@@ -16,6 +16,7 @@ class TaskContext:
     # Called with the peer list (wire dicts) once applied, so a restart can re-apply it.
     remember_peers: Callable[[list[dict[str, Any]]], None] | None = None
     docker_host: str = ""  # the local Docker Engine ("" = its default socket)
+    supervisor: Any = None  # the agent's agent.supervisor.Supervisor (None in bare tests)
 
 
 # (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:
