@@ -183,6 +183,27 @@ described(arch, {"type": "string", "pattern": _anchored(ARCH_RE.pattern)})
 described(wg_public_key, {"type": "string", "pattern": _anchored(WG_KEY_RE.pattern)})
 
 
+TOOL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+MAX_TOOLS = 16
+
+
+def tools(name: str, value: Any) -> dict[str, str]:
+    """What a node can run for the subsystems, by tool name: {"ganesha": "4.3", "weed": …}."""
+    if not isinstance(value, dict) or len(value) > MAX_TOOLS:
+        raise BadRequest(f"{name} must be an object of at most {MAX_TOOLS} tool versions")
+    for tool, ver in value.items():
+        if not isinstance(tool, str) or not TOOL_RE.fullmatch(tool):
+            raise BadRequest(f"{name} has an invalid tool name")
+        version(f"{name}.{tool}", ver)
+    return value
+
+
+described(tools, {"type": "object", "maxProperties": MAX_TOOLS,
+                  "propertyNames": {"pattern": _anchored(TOOL_RE.pattern)},
+                  "additionalProperties": {"type": "string",
+                                           "pattern": _anchored(VERSION_RE.pattern)}})
+
+
 def obj(schema: dict[str, Field]) -> Callable[[str, Any], dict[str, Any]]:
     def check(name: str, value: Any) -> dict[str, Any]:
         return validate(value, schema, where=name)
@@ -318,6 +339,7 @@ HEARTBEAT = {
         "version": Field(version, required=True),
         "swarm_state": Field(string(16, re.compile(r"^[a-z-]{1,16}$")), required=True),
         "swarm_node_id": Field(string(64, re.compile(r"^[a-z0-9]{0,64}$"), min_len=0))})),
+    "tools": Field(tools),
 }
 TASK_RESULT = {
     "status": Field(one_of("succeeded", "failed"), required=True),

@@ -21,6 +21,7 @@ log = logging.getLogger("nimbus.agent")
 BACKOFF_CAP_SEC = 30.0
 RENEW_AT = 2 / 3  # of the certificate's life
 RENEW_RETRY_SEC = 10
+TOOLS_PROBE_SEC = 60.0  # an operator who installs ganesha or weed is noticed within a minute
 
 
 class Backoff:
@@ -107,6 +108,8 @@ class Agent:
         # agent restart brings it back (restore() in run()).
         self.supervisor = Supervisor(files.root / "logs",
                                      state_file=files.root / "supervisor.json")
+        self._tools_found: dict[str, str] = {}
+        self._tools_at: float | None = None
 
     # -- credentials --------------------------------------------------------------------
 
@@ -182,6 +185,9 @@ class Agent:
                 docker = engine.report()
                 if docker is not None:
                     body["docker"] = docker
+                tools = self._tools()
+                if tools:
+                    body["tools"] = tools
                 resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
                 interval = float(resp.get("next_heartbeat_sec") or interval)
                 self.membership.accepted()
@@ -209,6 +215,15 @@ class Agent:
             self.stop.wait(delay)
         client.close()
 
+    def _tools(self) -> dict[str, str]:
+        """What the subsystems can run here, probed at start and every TOOLS_PROBE_SEC."""
+        from nimbus.agent.tasks import probe_tools
+
+        now = time.monotonic()
+        if self._tools_at is None or now - self._tools_at >= TOOLS_PROBE_SEC:
+            self._tools_found, self._tools_at = probe_tools(self.config), now
+        return self._tools_found
+
     # -- tasks --------------------------------------------------------------------------
 
     def _remember_peers(self, peers: list[dict[str, Any]]) -> None:
@@ -221,7 +236,10 @@ class Agent:
         client, gen = self._client(timeout)
         backoff = Backoff()
         ctx = TaskContext(self.config.node_id, self.wireguard, self._remember_peers,
-                          docker_host=self.config.docker_host, supervisor=self.supervisor)
+                          docker_host=self.config.docker_host,
+                          data_dir=self.config.data_path,
+                          overlay_ip=self.config.wg_ip if self.wireguard is not None else "",
+                          supervisor=self.supervisor)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():

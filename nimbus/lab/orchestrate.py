@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nimbus import wire
 from nimbus.errors import Conflict, NimbusError, NotFound
 from nimbus.lab import docker as labdocker
 from nimbus.lab import netns, procs
@@ -38,7 +39,7 @@ log = logging.getLogger("nimbus.lab")
 
 DATA_ROOT = Path("/var/lib/nimbus-lab")
 API_PORT = 8443
-WG_PORT = 51820
+WG_PORT = wire.WIREGUARD_PORT
 OVERLAY = "10.106.103.0/24"
 HEARTBEAT_SEC = 2
 

@@ -18,6 +18,7 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     live["last_seen"] = round(state.now(), 3)
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
     facts["docker"] = body.get("docker")  # absent: no Docker Engine on the node (now)
+    facts["tools"] = body.get("tools") or {}  # what the subsystems can run there
     nodes.heard(state, node_id, live, facts, body.get("ip_address"))
     state.metrics.inc("heartbeats")
     return {"next_heartbeat_sec": state.config.heartbeat_interval_sec}

@@ -43,6 +43,7 @@ def public_node(state: State, node: dict[str, Any]) -> dict[str, Any]:
     out = {k: node.get(k) for k in (
         "id", "name", "ip_address", "wireguard_ip", "wireguard_public_key", "hostname",
         "arch", "agent_version", "created_at", "joined_at", "cert_expires_at", "docker")}
+    out["tools"] = node.get("tools") or {}
     out["status"] = status_of(state, node, live)
     out.update({k: live.get(k) for k in RUNTIME_FIELDS})
     return out
@@ -88,6 +89,11 @@ def resolve(state: State, ref: str) -> str:
     if wire.ID_RE["node"].fullmatch(ref) or wire.NAME_RE.fullmatch(ref):
         raise NotFound("no such node")
     raise BadRequest("invalid node id or name")
+
+
+def tool_version(node: dict[str, Any], tool: str) -> str | None:
+    """The version of `tool` the node last reported (heartbeat `tools`), None without it."""
+    return (node.get("tools") or {}).get(tool)
 
 
 def get_node(state: State, node_id: str) -> dict[str, Any]:

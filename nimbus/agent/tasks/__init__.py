@@ -1,7 +1,8 @@
 """Agent task handlers, one module per subsystem; `run_task` dispatches a delivered task.
 
-A subsystem module (e.g. `wireguard`) exports `HANDLERS: {task type: handler}`; `MODULES`
-is the one list of them, so a new subsystem's tasks are one module plus one entry here.
+A subsystem module (e.g. `wireguard`) exports `HANDLERS: {task type: handler}` and, when
+it needs a program on the node, `TOOLS: {tool: probe}`; `MODULES` is the one list of them,
+so a new subsystem's tasks are one module plus one entry here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import logging
 from typing import Any
 
 from nimbus.agent.tasks import swarm, wireguard
-from nimbus.agent.tasks.base import Handler, TaskContext
+from nimbus.agent.tasks.base import Handler, Probe, TaskContext
 
-__all__ = ["HANDLERS", "MODULES", "Handler", "TaskContext", "run_task"]
+__all__ = ["HANDLERS", "MODULES", "Handler", "TaskContext", "probe_tools", "run_task"]
 log = logging.getLogger("nimbus.agent.tasks")
 MAX_OUTPUT = 65536
 MODULES = (wireguard, swarm)
@@ -33,6 +34,22 @@ def _handlers() -> dict[str, Handler]:
 
 
 HANDLERS = _handlers()
+TOOLS: dict[str, Probe] = {name: probe for module in MODULES
+                           for name, probe in getattr(module, "TOOLS", {}).items()}
+
+
+def probe_tools(config: Any) -> dict[str, str]:
+    """{tool: version} of every tool a subsystem needs that this node has; never raises."""
+    found: dict[str, str] = {}
+    for name, probe in TOOLS.items():
+        try:
+            version = probe(config)
+        except Exception as exc:  # noqa: BLE001 - a broken probe means "cannot run it"
+            log.warning("probing %s failed: %s", name, exc)
+            version = None
+        if version:
+            found[name] = version[:64]
+    return found
 
 
 def run_task(ctx: TaskContext, task: dict[str, Any]) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -17,8 +18,15 @@ class TaskContext:
     remember_peers: Callable[[list[dict[str, Any]]], None] | None = None
     docker_host: str = ""  # the local Docker Engine ("" = its default socket)
     supervisor: Any = None  # the agent's agent.supervisor.Supervisor (None in bare tests)
+    data_dir: Path | None = None  # the agent's data dir: subsystems keep their state under it
+    overlay_ip: str = ""  # this node's WireGuard IP ("" with --no-wireguard)
 
 
 # (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:
 # delivery is at least once.
 Handler = Callable[[TaskContext, dict[str, Any]], str]
+
+
+# (agent config) -> the tool's version, or None when this node cannot run it. A task module
+# exports `TOOLS = {"weed": probe}`; the daemon reports what they find in its heartbeat.
+Probe = Callable[[Any], "str | None"]
