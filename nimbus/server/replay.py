@@ -10,6 +10,15 @@ every request signed before it started: `not_before`. That costs a client whose 
 is behind the server's by s seconds up to s seconds of 401s after a reboot; see
 docs/security.md.
 
+A journal that cannot be written (a full disk) never stops reads: the marker file
+`replay/complete` ("every nonce accepted is in the journal") is removed first (an unlink
+needs no space), and then a signed read is accepted with its nonce in memory only, while a
+signed write is refused with 507. A start that finds the journal without its marker treats
+it like a reboot (`not_before`), so a read accepted while the disk was full cannot be
+replayed after a restart or kill -9 either. Once the journal takes writes again, the nonces
+it missed are appended and the marker comes back. See docs/decisions.md ("Replay protection
+on a full disk").
+
 Journal files rotate every ttl + skew seconds and two generations are kept: an entry
 expires at most ttl + skew after it was written, so a dropped file holds only nonces
 whose window has closed.
@@ -17,6 +26,7 @@ whose window has closed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -28,11 +38,13 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from nimbus.errors import DiskFull
 from nimbus.store.files import ensure_private_dir, write_private
 
 log = logging.getLogger("nimbus.replay")
 RECORD = struct.Struct("<16sd")  # digest, wall-clock expiry
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+COMPLETE = "complete"  # marker: every accepted nonce of the process that made it is journaled
 
 
 def boot_id() -> str:
@@ -68,9 +80,12 @@ class NonceCache:
         self.not_before = 0.0  # refuse timestamps before this (wall clock), after a reboot
         self._dir = journal_dir
         self._fd: int | None = None
+        self._size = 0             # bytes of whole records in the open journal file
         self._generation = 0
         self._rotate_at = 0.0
         self._boot = boot
+        self.failing: str | None = None   # why the journal cannot be written, while it cannot
+        self._missed: list[bytes] = []    # records accepted while failing, not yet journaled
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -79,20 +94,8 @@ class NonceCache:
         if self._dir is None:
             return
         ensure_private_dir(self._dir)
-        marker = self._dir / "boot.json"
-        try:
-            previous = json.loads(marker.read_text()).get("boot_id")
-        except (OSError, ValueError, AttributeError):
-            previous = None
-        current = self._boot()
         files = sorted(self._dir.glob("nonces.*"), key=_generation)
-        first_start = previous is None and not files
-        if not first_start and (previous != current or current == "unknown"):
-            # SECURITY: the machine restarted since the journal was written: its unsynced
-            # tail may be gone, so nothing signed before now is accepted.
-            self.not_before = now
-        if previous != current:
-            write_private(marker, json.dumps({"boot_id": current}) + "\n")
+        self._check_boot(now, bool(files))
         mono = self.monotonic()
         for path in files:
             data = path.read_bytes()
@@ -100,31 +103,76 @@ class NonceCache:
                 key, expires = RECORD.unpack_from(data, offset)
                 if expires > now:
                     self._remember(key, mono + min(expires - now, self.ttl + self.max_ahead))
-        self._open(max((_generation(p) for p in files), default=0) + 1)
-        assert self._fd is not None
         records = b"".join(RECORD.pack(k, now + (d - mono)) for k, d in self._seen.items())
-        if records:
-            os.write(self._fd, records)
-        for path in files:  # the live entries are now in the new generation
-            path.unlink(missing_ok=True)
+        try:
+            self._open(max((_generation(p) for p in files), default=0) + 1)
+            self._append(records)
+            _make_marker(self._dir / COMPLETE)
+        except OSError as exc:
+            # A full disk at start-up: the old files stay (they hold the live nonces), no
+            # marker, and reads are served from memory as below.
+            self._fail(exc)
+        else:
+            for path in files:  # the live entries are now in the new generation
+                path.unlink(missing_ok=True)
         log.info("replay protection: %d live nonces restored%s", len(self._seen),
-                 "; refusing requests signed before this start (machine rebooted)"
-                 if self.not_before else "")
+                 "; refusing requests signed before this start (machine rebooted, or the "
+                 "journal was incomplete)" if self.not_before else "")
+
+    def _check_boot(self, now: float, journal_exists: bool) -> None:
+        assert self._dir is not None
+        marker = self._dir / "boot.json"
+        try:
+            previous = json.loads(marker.read_text()).get("boot_id")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        current = self._boot()
+        first_start = previous is None and not journal_exists
+        complete = (self._dir / COMPLETE).exists()
+        if not first_start and (previous != current or current == "unknown" or not complete):
+            # SECURITY: the machine restarted since the journal was written (its unsynced
+            # tail may be gone), or a process accepted nonces it could not journal: nothing
+            # signed before now is accepted.
+            self.not_before = now
+        (self._dir / COMPLETE).unlink(missing_ok=True)  # until this process has journaled
+        if previous != current:
+            write_private(marker, json.dumps({"boot_id": current}) + "\n")
 
     def _open(self, generation: int) -> None:
         assert self._dir is not None
         if self._fd is not None:
             os.close(self._fd)
-        self._generation = generation
+            self._fd = None
         path = self._dir / f"nonces.{generation}"
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        self._generation = generation
         self._rotate_at = self.monotonic() + self.ttl + self.max_ahead
         (self._dir / f"nonces.{generation - 2}").unlink(missing_ok=True)
 
+    def _append(self, data: bytes) -> None:
+        """Append whole records or nothing: a torn record would misalign every later one."""
+        assert self._fd is not None
+        if not data:
+            return
+        written = os.write(self._fd, data)
+        if written == len(data):
+            self._size += written
+            return
+        try:  # a short write (the disk filled up mid-record): take the torn part back
+            os.ftruncate(self._fd, self._size)  # shrinking needs no space
+        except OSError:
+            os.close(self._fd)  # this file may end in a torn record: write no more to it
+            self._fd = None
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     # -- the hot path ---------------------------------------------------------------------
 
-    def first_use(self, key: str, nonce: str, now: float, when: float) -> bool:
-        """`when` is the request's (already skew-checked) timestamp."""
+    def first_use(self, key: str, nonce: str, now: float, when: float,
+                  durable: bool = True) -> bool:
+        """`when` is the request's (already skew-checked) timestamp. `durable=False` marks a
+        read, which a journal that cannot be written does not stop (module docstring);
+        otherwise that raises DiskFull (507) and the nonce is not consumed."""
         d = digest(key, nonce)
         mono = self.monotonic()
         life = min(max(when + self.ttl - now, 0.0), self.ttl + self.max_ahead)
@@ -135,13 +183,64 @@ class NonceCache:
                     del self._seen[old]
             if d in self._seen:
                 return False
+            if self._dir is not None:
+                self._journal(RECORD.pack(d, when + self.ttl), mono, now, durable)
             self._remember(d, mono + life)
-            if self._fd is not None:
+            return True
+
+    def _journal(self, record: bytes, mono: float, now: float, durable: bool) -> None:
+        if self.failing is None and self._fd is not None:
+            try:
                 if mono >= self._rotate_at:
                     self._open(self._generation + 1)
-                # SECURITY: written before the request is served; no fsync (see module doc).
-                os.write(self._fd, RECORD.pack(d, when + self.ttl))
-            return True
+                # SECURITY: written before the request is served; no fsync (module doc).
+                self._append(record)
+                return
+            except OSError as exc:
+                self._fail(exc)
+        elif self._recover(now, record):
+            return
+        if durable:
+            raise DiskFull(f"the disk holding {self._dir} cannot be written ({self.failing}); "
+                           "until it can, only reads are served: free some space and retry")
+        self._missed.append(record)  # the marker is gone (_fail), so memory alone is safe
+
+    def _fail(self, exc: OSError) -> None:
+        """The journal cannot be written: remove the marker before any nonce goes unjournaled;
+        if even that fails, nothing signed is accepted (raises DiskFull)."""
+        if self.failing is None:
+            log.warning("replay journal cannot be written (%s): signed writes get 507, "
+                        "reads are served", exc.strerror or exc)
+        self.failing = exc.strerror or str(exc)
+        assert self._dir is not None
+        try:
+            (self._dir / COMPLETE).unlink(missing_ok=True)
+        except OSError as again:
+            raise DiskFull(f"the disk holding {self._dir} cannot be written "
+                           f"({again.strerror}); signed requests are refused until it can"
+                           ) from again
+
+    def _recover(self, now: float, record: bytes) -> bool:
+        """Retry the journal: on success it has every missed nonce and `record`, and the
+        marker is back."""
+        assert self._dir is not None
+        live = [r for r in self._missed if RECORD.unpack(r)[1] > now]
+        try:
+            if self._fd is None:
+                self._open(self._generation + 1)
+            self._append(b"".join(live) + record)
+        except OSError as exc:
+            self._missed = live
+            self._fail(exc)
+            return False
+        self._missed = []
+        try:
+            _make_marker(self._dir / COMPLETE)
+        except OSError:
+            return True  # journaled; the marker comes back with a later request
+        log.warning("replay journal is written again")
+        self.failing = None
+        return True
 
     def _remember(self, d: bytes, deadline: float) -> None:
         self._seen[d] = deadline
@@ -152,6 +251,10 @@ class NonceCache:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _make_marker(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _generation(path: Path) -> int:
