@@ -78,7 +78,7 @@ def create_ca(now: float, name: str = "Nimbus CA") -> tuple[str, str]:
 
 
 def _leaf(ca_cert: x509.Certificate, ca_key: Any, subject: x509.Name, public_key: Any,
-          now: float, lifetime_sec: float, eku: x509.ObjectIdentifier) -> x509.CertificateBuilder:
+          now: float, lifetime_sec: float, *ekus: x509.ObjectIdentifier) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(ca_cert.subject)
@@ -91,10 +91,20 @@ def _leaf(ca_cert: x509.Certificate, ca_key: Any, subject: x509.Name, public_key
             digital_signature=True, key_cert_sign=False, crl_sign=False, content_commitment=False,
             key_encipherment=False, data_encipherment=False, key_agreement=False,
             encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
     )
+
+
+def _sans(sans: list[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for san in dict.fromkeys(sans):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(san)))
+        except ValueError:
+            names.append(x509.DNSName(san))
+    return x509.SubjectAlternativeName(names)
 
 
 def create_server_cert(ca_cert_pem: str, ca_key_pem: str, sans: list[str],
@@ -102,16 +112,22 @@ def create_server_cert(ca_cert_pem: str, ca_key_pem: str, sans: list[str],
     """A serverAuth-only certificate for the API covering the given DNS names and IPs."""
     ca_cert, ca_key = load_cert(ca_cert_pem), load_key(ca_key_pem)
     key = _new_key()
-    names: list[x509.GeneralName] = []
-    for san in dict.fromkeys(sans):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(san)))
-        except ValueError:
-            names.append(x509.DNSName(san))
     builder = _leaf(ca_cert, ca_key, _name("nimbus-api"), key.public_key(), now,
                     SERVER_LIFETIME_DAYS * 86400, ExtendedKeyUsageOID.SERVER_AUTH)
-    cert = builder.add_extension(x509.SubjectAlternativeName(names), critical=False).sign(
-        ca_key, hashes.SHA256())
+    cert = builder.add_extension(_sans(sans), critical=False).sign(ca_key, hashes.SHA256())
+    return cert_pem(cert), key_pem(key)
+
+
+def create_peer_cert(ca_cert_pem: str, ca_key_pem: str, common_name: str, sans: list[str],
+                     lifetime_sec: float, now: float) -> tuple[str, str]:
+    """A certificate for a process that is both server and client of its peers (SeaweedFS
+    gRPC mutual TLS): serverAuth + clientAuth, its CN and the given IPs. Its CN is never a
+    node id and its serial is in no node's list, so the API refuses it as a node identity."""
+    ca_cert, ca_key = load_cert(ca_cert_pem), load_key(ca_key_pem)
+    key = _new_key()
+    builder = _leaf(ca_cert, ca_key, _name(common_name), key.public_key(), now, lifetime_sec,
+                    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+    cert = builder.add_extension(_sans(sans), critical=False).sign(ca_key, hashes.SHA256())
     return cert_pem(cert), key_pem(key)
 
 

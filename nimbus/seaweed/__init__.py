@@ -1,0 +1,1 @@
+"""SeaweedFS as data (`plan`: argv, ports, security.toml, S3 identities); shared, no I/O."""
