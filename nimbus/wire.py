@@ -23,6 +23,7 @@ ID_RE = {
     "node": re.compile(r"^node-[0-9a-f]{16}$"),
     "task": re.compile(r"^task-[0-9a-f]{16}$"),
     "swarm": re.compile(r"^swarm-[0-9a-f]{16}$"),
+    "s3": re.compile(r"^s3-[0-9a-f]{16}$"),
     "key": re.compile(r"^NBUS[0-9A-Z]{16}$"),
 }
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -13,6 +13,7 @@ from typing import Any
 from nimbus import __version__, wire
 from nimbus.server.api import iam as iam_api
 from nimbus.server.api import nodes as nodes_api
+from nimbus.server.api import s3 as s3_api
 from nimbus.server.api import swarm as swarm_api
 
 Schema = dict[str, Any]
@@ -204,6 +205,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "Renew the node certificate with a fresh CSR (mTLS)", NODE, (401,), ANY_OBJECT,
         body(wire.RENEW_REQUEST), tag="internal")}
     p.update(_workload_paths())
+    p.update(_s3_paths())
     return p
 
 
@@ -241,6 +243,31 @@ def _workload_paths() -> dict[str, dict[str, Schema]]:
                        params=[_ref("name")], tag="swarm"),
             "delete": _op("Remove a compose service", OPERATOR, (401, 403, 404, 409),
                           ANY_OBJECT, params=[_ref("name")], tag="swarm")},
+    }
+
+
+def _s3_paths() -> dict[str, dict[str, Schema]]:
+    """S3 instances: SeaweedFS across nodes (docs/s3.md)."""
+    ref = [_ref("ref")]
+    purge = {"name": "purge_data", "in": "query", "required": False,
+             "schema": {"type": "string"}}
+    return {
+        "/v1/s3": {
+            "get": _op("List S3 instances", OPERATOR, USER_AUTH,
+                       {"type": "array", "items": ANY_OBJECT}, tag="s3"),
+            "post": _op("Create an S3 instance (SeaweedFS across nodes)", OPERATOR,
+                        (201, 401, 403, 404, 409), ANY_OBJECT, body(s3_api.CREATE_SCHEMA),
+                        tag="s3")},
+        "/v1/s3/{ref}": {
+            "get": _op("Describe an S3 instance", OPERATOR, (401, 404), ANY_OBJECT,
+                       params=ref, tag="s3"),
+            "delete": {**_op("Delete an S3 instance (its processes stop)", OPERATOR,
+                             (401, 403, 404), ANY_OBJECT, tag="s3"),
+                       "parameters": [*ref, purge]}},
+        "/v1/s3/{ref}/credentials": {"post": _op(
+            "The S3 access and secret key (admin, audited); rotate: a new secret", OPERATOR,
+            (401, 403, 404, 409), ANY_OBJECT, body(s3_api.CREDENTIALS_SCHEMA), ref,
+            tag="s3")},
     }
 
 

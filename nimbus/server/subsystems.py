@@ -6,10 +6,11 @@ subsystem is its package under `nimbus/server/` plus one entry here.
 
 from __future__ import annotations
 
-from nimbus.server import mesh, swarm
+from nimbus.server import mesh, s3, swarm
 from nimbus.server.registry import Subsystem, check
 
 SUBSYSTEMS: tuple[Subsystem, ...] = check((
     mesh.SUBSYSTEM,
     swarm.SUBSYSTEM,
+    s3.SUBSYSTEM,
 ))

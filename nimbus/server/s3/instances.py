@@ -170,10 +170,10 @@ def credentials(state: State, ref: str, rotate: bool, actor: str) -> dict[str, A
             "endpoint": endpoint(inst), "generation": inst["generation"]}
 
 
-def _wait_applied(state: State, iid: str, node_id: str, generation: int,
-                  timeout: float = ROTATE_WAIT_SEC) -> None:
+def _wait_applied(state: State, iid: str, node_id: str, generation: int) -> None:
     """Until the gateway runs `generation` (its s3 process re-read the keys), so the
     secret handed out next is the one it accepts; Conflict after `timeout`."""
+    timeout = ROTATE_WAIT_SEC
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         inst = state.store.read(COLLECTION).get(iid) or {}
