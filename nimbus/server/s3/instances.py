@@ -71,7 +71,7 @@ def _check_node(state: State, node: dict[str, Any]) -> None:
         raise Conflict(f"node {node['name']} is {live['status']}; S3 needs ready nodes")
     if not node.get("wireguard_ip"):
         raise Conflict(f"node {node['name']} has no overlay IP")
-    if not (node.get("tools") or {}).get("weed"):
+    if not nodes.tool_version(node, "weed"):
         raise Conflict(f"node {node['name']} has no SeaweedFS (its agent reports no `weed`): "
                        + INSTALL_HINT)
 
