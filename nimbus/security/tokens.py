@@ -1,4 +1,5 @@
-"""JWT bearer tokens: HS256 only, 1 hour, bound to the user's credential version."""
+"""JWT bearer tokens: HS256 only, 1 hour, bound to the user's credential version (and to
+the API key that minted them, if one did)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ LIFETIME_SEC = 3600
 REQUIRED_CLAIMS = ["sub", "uid", "username", "adm", "iat", "exp", "jti", "ver"]
 
 
-def issue(secret: bytes, user: dict[str, Any], now: float) -> tuple[str, int]:
+def issue(secret: bytes, user: dict[str, Any], now: float,
+          access_key: str | None = None) -> tuple[str, int]:
+    """A signed token for `user`; `access_key` (claim `akid`) binds it to the API key that
+    asked for it, so deleting that key ends the token too."""
     import jwt
 
     exp = int(now) + LIFETIME_SEC
@@ -21,6 +25,8 @@ def issue(secret: bytes, user: dict[str, Any], now: float) -> tuple[str, int]:
         "adm": bool(user.get("admin")), "iat": int(now), "exp": exp,
         "jti": secrets.token_hex(12), "ver": int(user.get("credential_version", 0)),
     }
+    if access_key is not None:
+        claims["akid"] = access_key
     return jwt.encode(claims, secret, algorithm=ALGORITHM), exp
 
 
@@ -74,6 +80,8 @@ def decode(secret: bytes, token: str, now: float,
     if not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
         raise Unauthorized("token expired")
     if claims.get("sub") != claims.get("uid") or not isinstance(claims.get("ver"), int):
+        raise Unauthorized("invalid token")
+    if not isinstance(claims.get("akid", ""), str):
         raise Unauthorized("invalid token")
     if verified is not None:
         verified.put(secret, token, claims)

@@ -132,9 +132,12 @@ def confirm_password(state: State, user_id: str, password: str | None, source: s
     state.throttle.succeeded(attempt)
 
 
-def issue_token(state: State, user: dict[str, Any], via: str) -> dict[str, Any]:
-    token, exp = tokens.issue(state.keys.jwt_secret, user, state.now())
-    state.audit.record("token.issued", state.now(), user_id=user["id"], via=via)
+def issue_token(state: State, user: dict[str, Any], via: str,
+                access_key: str | None = None) -> dict[str, Any]:
+    """A JWT for `user`; one asked for with an API key is bound to that key (tokens.issue)."""
+    token, exp = tokens.issue(state.keys.jwt_secret, user, state.now(), access_key)
+    extra = {"access_key": access_key} if access_key else {}
+    state.audit.record("token.issued", state.now(), user_id=user["id"], via=via, **extra)
     return {"token": token, "expires_at": exp}
 
 
@@ -163,6 +166,13 @@ def check_token(state: State, token: str,
     user = state.store.read("users").get(claims["sub"])
     if user is None or int(user.get("credential_version", 0)) != claims["ver"]:
         raise Unauthorized("token is no longer valid")
+    access_key = claims.get("akid")
+    if access_key is not None:
+        # SECURITY: a token minted with an API key dies with that key; otherwise deleting a
+        # stolen key would leave its holder an hour of access (and a self-renewing node).
+        key = state.store.read("keys").get(access_key)
+        if key is None or key["user_id"] != user["id"]:
+            raise Unauthorized("token is no longer valid")
     return user
 
 

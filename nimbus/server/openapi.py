@@ -21,9 +21,16 @@ Schema = dict[str, Any]
 ID_PATTERNS = {kind: regex.pattern for kind, regex in wire.ID_RE.items()}
 
 
+REAUTH = ("required with a bearer token (the caller's password); not with an HMAC signature")
+
+
 def body(schema: dict[str, wire.Field]) -> Schema:
     """A request body exactly as the handler validates it (unknown fields refused)."""
-    return wire.json_schema(schema)
+    out = wire.json_schema(schema)
+    if "current_password" in out.get("properties", {}):
+        out["properties"]["current_password"] = {**out["properties"]["current_password"],
+                                                 "description": REAUTH}
+    return out
 
 
 # Operator credentials: HMAC request signing (four headers) or a bearer JWT.
@@ -166,7 +173,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         UID, tag="iam")}
     p["/v1/nodes"] = {
         "get": _op("List nodes", OPERATOR, USER_AUTH, list_of(NODE_OBJ), tag="nodes"),
-        "post": _op("Add a node and get its one-time join token", OPERATOR, (201, 401, 403, 409),
+        "post": _op("Add a node and get its one-time join token", OPERATOR,
+                    (201, 401, 403, 409, 429),
                     obj({"node": NODE_OBJ, "join_token": {"type": "string"}},
                         ("node", "join_token")),
                     body(nodes_api.CREATE_SCHEMA), tag="nodes")}
@@ -181,8 +189,9 @@ def _paths() -> dict[str, dict[str, Schema]]:
         body({}), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/token"] = {"post": _op(
         "A fresh join token for a pending node (the previous one stops working)", OPERATOR,
-        (401, 403, 404, 409), obj({"node": NODE_OBJ, "join_token": {"type": "string"}},
-                                  ("node", "join_token")), body({}), NID, tag="nodes")}
+        (401, 403, 404, 409, 429),
+        obj({"node": NODE_OBJ, "join_token": {"type": "string"}}, ("node", "join_token")),
+        body(nodes_api.TOKEN_SCHEMA), NID, tag="nodes")}
     p["/v1/nodes/{node_id}/ip"] = {"post": _op(
         "Change a node's public IP", OPERATOR, (401, 403, 404), NODE_OBJ,
         body(nodes_api.IP_SCHEMA), NID, tag="nodes")}

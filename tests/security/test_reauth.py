@@ -90,3 +90,64 @@ def test_cli_asks_for_the_current_password_only_with_a_token(server, cli, admin,
     assert key["user_id"] == user["id"]
     # HMAC (the configured key): no current password asked for.
     assert cli.json("iam", "create-key", "--user-id", user["id"])["user_id"] == user["id"]
+
+
+@pytest.fixture
+def root(server, ops):
+    """A second admin with a password, and a JWT from logging in."""
+    user = ops.request("POST", "/v1/iam/users", {"username": "root2", "admin": True})
+    ops.request("POST", f"/v1/iam/users/{user['id']}/password", {"password": PASSWORD})
+    token = anonymous(server).request("POST", "/v1/iam/login",
+                                      {"username": "root2", "password": PASSWORD})["token"]
+    return user, ApiClient(server.url, server.ca_pem(), auth=BearerAuth(token))
+
+
+def test_a_bearer_token_alone_cannot_create_join_material(server, ops, root):
+    """Issue 23 item 6: a stolen token must not become a self-renewing node certificate."""
+    _, jwt = root
+    pending = ops.request("POST", "/v1/nodes", {"ip_address": "192.0.2.50"})["node"]
+    before = store_doc(server, "nodes")
+    token_path = f"/v1/nodes/{pending['id']}/token"
+    with pytest.raises(BadRequest, match="current_password is required"):
+        jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.51"})
+    with pytest.raises(BadRequest, match="current_password is required"):
+        jwt.request("POST", token_path, {})
+    with pytest.raises(Forbidden, match="current password is wrong"):
+        jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.51",
+                                          "current_password": "a guess"})
+    with pytest.raises(Forbidden, match="current password is wrong"):
+        jwt.request("POST", token_path, {"current_password": "a guess"})
+    assert store_doc(server, "nodes") == before  # no node, the old join secret unchanged
+    made = jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.51",
+                                             "current_password": PASSWORD})
+    assert made["join_token"].startswith("nimbus-join-v1.")
+    again = jwt.request("POST", token_path, {"current_password": PASSWORD})
+    assert again["node"]["id"] == pending["id"]
+
+
+def test_a_key_minted_token_cannot_create_join_material_without_a_password(server, ops):
+    """The bootstrap admin has keys only: with its JWT, join material needs HMAC."""
+    token = ops.request("POST", "/v1/iam/token", {})["token"]
+    jwt = ApiClient(server.url, server.ca_pem(), auth=BearerAuth(token))
+    pending = ops.request("POST", "/v1/nodes", {"ip_address": "192.0.2.60"})["node"]
+    before = store_doc(server, "nodes")
+    with pytest.raises(Forbidden, match="HMAC"):
+        jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.61",
+                                          "current_password": "anything"})
+    with pytest.raises(Forbidden, match="HMAC"):
+        jwt.request("POST", f"/v1/nodes/{pending['id']}/token", {})
+    assert store_doc(server, "nodes") == before
+    # HMAC-signed requests are unchanged: no current password needed.
+    assert ops.request("POST", f"/v1/nodes/{pending['id']}/token", {})["join_token"]
+    assert ops.request("POST", "/v1/nodes", {"ip_address": "192.0.2.62"})["join_token"]
+
+
+def test_wrong_passwords_for_join_material_are_throttled(server, root):
+    _, jwt = root
+    for _ in range(5):
+        with pytest.raises(Forbidden):
+            jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.70",
+                                              "current_password": "x"})
+    with pytest.raises(Throttled):
+        jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.70",
+                                          "current_password": PASSWORD})

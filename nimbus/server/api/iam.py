@@ -7,7 +7,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.server import iam
-from nimbus.server.api.routing import Ctx, Router
+from nimbus.server.api.routing import CURRENT_PASSWORD, Ctx, Router, reauthenticate
 from nimbus.server.authn import require_self_or_admin
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -21,7 +21,6 @@ LOGIN_SCHEMA = {
     "username": wire.Field(wire.string(256), required=True),
     "password": wire.Field(wire.string(1024), required=True),
 }
-CURRENT_PASSWORD = wire.Field(wire.string(1024))  # required with a JWT (iam.confirm_password)
 PASSWORD_SCHEMA = {"password": wire.Field(wire.string(1024), required=True),
                    "current_password": CURRENT_PASSWORD}
 KEY_SCHEMA = {"current_password": CURRENT_PASSWORD}
@@ -49,7 +48,8 @@ def register(r: Router) -> None:
         if ctx.principal.via != "hmac":
             from nimbus.errors import Forbidden
             raise Forbidden("tokens are issued only to HMAC-signed requests")
-        return iam.issue_token(ctx.state, iam.get_user(ctx.state, ctx.principal.user_id), "hmac")
+        return iam.issue_token(ctx.state, iam.get_user(ctx.state, ctx.principal.user_id), "hmac",
+                               access_key=ctx.principal.access_key)
 
     @r.add("GET", "/v1/iam/users", auth="admin")
     def list_users(ctx: Ctx) -> list[dict[str, Any]]:
@@ -78,7 +78,7 @@ def register(r: Router) -> None:
     @r.add("POST", "/v1/iam/users/<user_id>/keys", auth="user", schema=KEY_SCHEMA, status=201)
     def create_key(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
-        _reauthenticate(ctx)
+        reauthenticate(ctx)
         return iam.create_key(ctx.state, user_id, actor=ctx.actor)
 
     @r.add("DELETE", "/v1/iam/users/<user_id>/keys/<access_key>", auth="user")
@@ -90,7 +90,7 @@ def register(r: Router) -> None:
     @r.add("POST", "/v1/iam/users/<user_id>/password", auth="user", schema=PASSWORD_SCHEMA)
     def set_password(ctx: Ctx, user_id: str) -> dict[str, Any]:
         _self_or_admin(ctx, user_id)
-        _reauthenticate(ctx)
+        reauthenticate(ctx)
         iam.set_password(ctx.state, user_id, ctx.body["password"], actor=ctx.actor)
         return {"id": user_id, "password_changed": True}
 
@@ -99,11 +99,3 @@ def _self_or_admin(ctx: Ctx, user_id: str) -> None:
     wire.check_id("user", user_id)
     assert ctx.principal is not None
     require_self_or_admin(ctx.principal, user_id)
-
-
-def _reauthenticate(ctx: Ctx) -> None:
-    """SECURITY: a stolen 1-hour JWT must not become a key or a password that never expire."""
-    assert ctx.principal is not None
-    if ctx.principal.via == "jwt":
-        iam.confirm_password(ctx.state, ctx.principal.user_id,
-                             ctx.body.get("current_password"), ctx.source)

@@ -8,18 +8,29 @@ import bottle
 
 from nimbus import wire
 from nimbus.server import nodes
-from nimbus.server.api.routing import Ctx, Router, respond_encoded
+from nimbus.server.api.routing import (
+    CURRENT_PASSWORD,
+    Ctx,
+    Router,
+    reauthenticate,
+    respond_encoded,
+)
 
+# Join material is lasting access (a joined node renews its own certificate), so a bearer
+# token needs the current password for it, as for an API key (routing.reauthenticate).
 CREATE_SCHEMA = {
     "ip_address": wire.Field(wire.ip_address, required=True),
     "name": wire.Field(wire.string(63, wire.NAME_RE)),
+    "current_password": CURRENT_PASSWORD,
 }
+TOKEN_SCHEMA = {"current_password": CURRENT_PASSWORD}
 IP_SCHEMA = {"ip_address": wire.Field(wire.ip_address, required=True)}
 
 
 def register(r: Router) -> None:
     @r.add("POST", "/v1/nodes", auth="admin", schema=CREATE_SCHEMA, status=201)
     def create(ctx: Ctx) -> dict[str, Any]:
+        reauthenticate(ctx)
         return nodes.create(ctx.state, ctx.body["ip_address"], ctx.body.get("name"), ctx.actor)
 
     @r.add("GET", "/v1/nodes", auth="user")
@@ -38,8 +49,9 @@ def register(r: Router) -> None:
     def undrain(ctx: Ctx, node_id: str) -> dict[str, Any]:
         return nodes.undrain(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor)
 
-    @r.add("POST", "/v1/nodes/<node_id>/token", auth="admin", schema={})
+    @r.add("POST", "/v1/nodes/<node_id>/token", auth="admin", schema=TOKEN_SCHEMA)
     def new_token(ctx: Ctx, node_id: str) -> dict[str, Any]:
+        reauthenticate(ctx)
         return nodes.new_join_token(ctx.state, nodes.resolve(ctx.state, node_id), ctx.actor)
 
     @r.add("POST", "/v1/nodes/<node_id>/ip", auth="admin", schema=IP_SCHEMA)

@@ -13,12 +13,14 @@ import bottle
 
 from nimbus import wire
 from nimbus.errors import BadRequest, PayloadTooLarge
-from nimbus.server import problems
+from nimbus.server import iam, problems
 from nimbus.server.authn import Authenticator, Principal, require_admin
 from nimbus.server.state import State
 
 JSON = {"Content-Type": "application/json"}
 log = logging.getLogger("nimbus.api")
+# In the body of every endpoint that mints lasting credentials; required with a bearer token.
+CURRENT_PASSWORD = wire.Field(wire.string(1024))
 
 
 @dataclass
@@ -35,6 +37,16 @@ class Ctx:
     def actor(self) -> str:
         """Who the audit log names for this request: the operator's user ID, or "system"."""
         return self.principal.user_id if self.principal else "system"
+
+
+def reauthenticate(ctx: Ctx) -> None:
+    """SECURITY: a stolen 1-hour JWT must not become lasting access: an API key, a password,
+    or join material (a node whose certificate renews itself). With a bearer token the body
+    must carry the caller's current password; an HMAC signature is proof enough."""
+    assert ctx.principal is not None
+    if ctx.principal.via == "jwt":
+        iam.confirm_password(ctx.state, ctx.principal.user_id,
+                             ctx.body.get("current_password"), ctx.source)
 
 
 def read_body(environ: dict[str, Any]) -> bytes:
