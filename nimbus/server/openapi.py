@@ -15,6 +15,7 @@ from nimbus.server.api import iam as iam_api
 from nimbus.server.api import nodes as nodes_api
 from nimbus.server.api import s3 as s3_api
 from nimbus.server.api import swarm as swarm_api
+from nimbus.server.api import volumes as volumes_api
 
 Schema = dict[str, Any]
 
@@ -215,6 +216,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         body(wire.RENEW_REQUEST), tag="internal")}
     p.update(_workload_paths())
     p.update(_s3_paths())
+    p.update(_volume_paths())
     return p
 
 
@@ -277,6 +279,27 @@ def _s3_paths() -> dict[str, dict[str, Schema]]:
             "The S3 access and secret key (admin, audited); rotate: a new secret", OPERATOR,
             (401, 403, 404, 409), ANY_OBJECT, body(s3_api.CREDENTIALS_SCHEMA), ref,
             tag="s3")},
+    }
+
+
+def _volume_paths() -> dict[str, dict[str, Schema]]:
+    """NFS volumes (docs/workloads.md "Volumes")."""
+    list_of = lambda s: {"type": "array", "items": s}  # noqa: E731
+    ref = [_ref("ref")]
+    force = {"name": "force", "in": "query", "required": False, "schema": {"type": "string"}}
+    return {
+        "/v1/volumes": {
+            "get": _op("List NFS volumes", OPERATOR, USER_AUTH, list_of(ANY_OBJECT),
+                       tag="volumes"),
+            "post": _op("Create an NFS volume served by a node for a swarm", OPERATOR,
+                        (201, 401, 403, 404, 409), ANY_OBJECT, body(volumes_api.CREATE_SCHEMA),
+                        tag="volumes")},
+        "/v1/volumes/{ref}": {
+            "get": _op("Describe an NFS volume", OPERATOR, (401, 404), ANY_OBJECT, params=ref,
+                       tag="volumes"),
+            "delete": {**_op("Delete an NFS volume (its data stays in the folder)", OPERATOR,
+                             (401, 403, 404, 409), ANY_OBJECT, tag="volumes"),
+                       "parameters": [*ref, force]}},
     }
 
 

@@ -6,11 +6,12 @@ subsystem is its package under `nimbus/server/` plus one entry here.
 
 from __future__ import annotations
 
-from nimbus.server import mesh, s3, swarm
+from nimbus.server import mesh, s3, swarm, volumes
 from nimbus.server.registry import Subsystem, check
 
 SUBSYSTEMS: tuple[Subsystem, ...] = check((
     mesh.SUBSYSTEM,
     swarm.SUBSYSTEM,
     s3.SUBSYSTEM,
+    volumes.SUBSYSTEM,
 ))

@@ -7,12 +7,14 @@ delivery time from the current desired state, so a late delivery never carries s
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nimbus import wire
-from nimbus.errors import BadRequest, NotFound, Throttled
+from nimbus.errors import BadRequest, Conflict, NotFound, Throttled
 
 if TYPE_CHECKING:
     from nimbus.server.state import State
@@ -159,3 +161,59 @@ def for_node(state: State, node_id: str, limit: int = 20) -> list[dict[str, Any]
 def drop_node(tx_tasks: dict[str, Any], node_id: str) -> None:
     for task_id in [k for k, t in tx_tasks.items() if t["node_id"] == node_id]:
         del tx_tasks[task_id]
+
+
+# -- running a task while a request waits (any subsystem) ----------------------------------
+
+_POLL_SEC = 0.1
+
+
+def queue(state: State, node_ids: list[str], kind: str,
+          payload: dict[str, Any] | None = None) -> list[str]:
+    """Queue one task per node in its own transaction and wake their long-polls."""
+    with state.store.transaction("tasks") as tx:
+        ids = enqueue(state, tx["tasks"], node_ids, kind, payload)
+    state.waiters.notify(node_ids)
+    return ids
+
+
+def wait(state: State, task_id: str, timeout: float) -> dict[str, Any]:
+    """The task's JSON output once it succeeded; Conflict with the node's words otherwise.
+
+    A task no agent picked up within `timeout` is withdrawn, so it never runs later
+    behind the operator's back.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        task = state.store.read("tasks").get(task_id)
+        if task is None:
+            raise Conflict("the node was deleted before it finished the task")
+        if task["status"] in ("succeeded", "failed"):
+            break
+        if time.monotonic() > deadline:
+            with state.store.transaction("tasks") as tx:
+                if (tx["tasks"].get(task_id) or {}).get("status") == "pending":
+                    del tx["tasks"][task_id]
+            raise Conflict(f"node {_node_name(state, task['node_id'])} did not finish "
+                           f"{task['type']} within {timeout:.0f} s (is its agent running?)")
+        time.sleep(_POLL_SEC)
+    output = task.get("output") or ""
+    if task["status"] == "failed":
+        raise Conflict(f"{task['type']} failed on node {_node_name(state, task['node_id'])}: "
+                       f"{output.strip()[:400] or 'no details'}")
+    try:
+        data = json.loads(output) if output.strip() else {}
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def run(state: State, node_id: str, kind: str, payload: dict[str, Any],
+        timeout: float) -> dict[str, Any]:
+    """Queue one task on a node and wait for its result (`wait`)."""
+    [task_id] = queue(state, [node_id], kind, payload)
+    return wait(state, task_id, timeout)
+
+
+def _node_name(state: State, node_id: str) -> str:
+    return str((state.store.read("nodes").get(node_id) or {}).get("name") or node_id)

@@ -4,7 +4,8 @@
 Events it emits: `swarm.members_changed(swarm_id)` after a member was added or removed
 (also by a node delete, and when the swarm is deleted). Queries it answers:
 `swarm.resolve(ref)` → swarm id (NotFound), `swarm.exists(swarm_id)` → bool,
-`swarm.members(swarm_id)` → node ids.
+`swarm.members(swarm_id)` → node ids, `swarm.name(swarm_id)` → its name or None,
+`volume.users(volume)` → names of the services that map that NFS volume.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from nimbus.server.registry import Subsystem
 from nimbus.server.state import State
-from nimbus.server.swarm import groups, lifecycle
+from nimbus.server.swarm import groups, lifecycle, services
 from nimbus.server.swarm import tasks as swarm_tasks
 
 
@@ -30,10 +31,20 @@ def _members(state: State, swarm_id: str) -> list[str]:
     return sorted(s.get("members") or {})
 
 
+def _name(state: State, swarm_id: str) -> str | None:
+    return (state.store.read(groups.COLLECTION).get(swarm_id) or {}).get("name")
+
+
+def _volume_users(state: State, volume: str) -> list[str]:
+    return sorted(name for name, rec in state.store.read(services.COLLECTION).items()
+                  if volume in (rec.get("volumes") or {}).values())
+
+
 SUBSYSTEM = Subsystem(
     name="swarm",
     task_types=swarm_tasks.TASK_TYPES,
     check_node_delete=lifecycle.check_node_delete,
     node_deleted=lifecycle.node_deleted,
-    queries={"swarm.resolve": _resolve, "swarm.exists": _exists, "swarm.members": _members},
+    queries={"swarm.resolve": _resolve, "swarm.exists": _exists, "swarm.members": _members,
+             "swarm.name": _name, "volume.users": _volume_users},
 )
