@@ -84,7 +84,7 @@ def _serving_node(state: State, ref: str) -> dict[str, Any]:
     if live["status"] not in ("ready", "draining"):
         raise Conflict(f"node {node['name']} is {live['status']}; a volume needs its serving "
                        "node online")
-    if not (node.get("tools") or {}).get("ganesha"):
+    if not nodes.tool_version(node, "ganesha"):
         raise Conflict(f"node {node['name']} cannot serve NFS (its agent finds no "
                        f"NFS-Ganesha): {INSTALL}")
     return node
