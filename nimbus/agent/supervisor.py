@@ -295,12 +295,12 @@ class Supervisor:
         self._persist()
 
     def _crashed(self, proc: _Proc, code: int | str) -> None:
-        ran = self.clock() - proc.started_at
+        ran, pid = self.clock() - proc.started_at, proc.pid
         if ran >= self.stable_after:
             proc.failures = 0  # it ran well for a while: start over at the first step
         self._backoff(proc, code)
-        log.warning("%s: pid %s exited (%s) after %.1fs; restarting in %gs", proc.name,
-                    proc.pid, code, ran, proc.due - self.clock())
+        log.warning("%s: pid %s exited (%s) after %.1fs; restarting in %.1fs", proc.name,
+                    pid, code, ran, proc.due - self.clock())
 
     def _backoff(self, proc: _Proc, last_exit: int | str) -> None:
         proc.failures += 1
