@@ -132,6 +132,8 @@ class AgentConfig:
     log_level: str = "info"
     # The local Docker Engine for swarm tasks; "" = the engine's default socket.
     docker_host: str = ""
+    # SeaweedFS's `weed` for S3 instances; "" = `weed` on PATH.
+    weed_path: str = ""
 
     def validate(self) -> AgentConfig:
         _port("wireguard_port", self.wireguard_port)
@@ -139,6 +141,8 @@ class AgentConfig:
             raise ConfigError("docker_host must be a unix:///path socket URL (or empty)")
         _range("heartbeat_interval_sec", self.heartbeat_interval_sec, 1, 3600)
         _interface_name(self.interface)
+        if self.weed_path and not Path(self.weed_path).is_absolute():
+            raise ConfigError("weed_path must be an absolute path (or empty for PATH)")
         return self
 
     @property

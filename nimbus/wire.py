@@ -199,6 +199,26 @@ def tools(name: str, value: Any) -> dict[str, str]:
     return value
 
 
+PROCESS_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")  # the agent supervisor's names
+PROCESS_STATES = ("running", "backoff", "stopped", "stopping")
+MAX_PROCESSES = 256
+
+
+def processes(name: str, value: Any) -> dict[str, str]:
+    """The state of each process the agent supervises, by name: {"s3-….master": "running"}."""
+    if not isinstance(value, dict) or len(value) > MAX_PROCESSES:
+        raise BadRequest(f"{name} must be an object of at most {MAX_PROCESSES} process states")
+    for proc, state in value.items():
+        if not isinstance(proc, str) or not PROCESS_RE.fullmatch(proc):
+            raise BadRequest(f"{name} has an invalid process name")
+        if state not in PROCESS_STATES:
+            raise BadRequest(f"{name}.{proc} must be one of: {', '.join(PROCESS_STATES)}")
+    return value
+
+
+described(processes, {"type": "object", "maxProperties": MAX_PROCESSES,
+                      "propertyNames": {"pattern": _anchored(PROCESS_RE.pattern)},
+                      "additionalProperties": {"enum": list(PROCESS_STATES)}})
 described(tools, {"type": "object", "maxProperties": MAX_TOOLS,
                   "propertyNames": {"pattern": _anchored(TOOL_RE.pattern)},
                   "additionalProperties": {"type": "string",
@@ -341,6 +361,7 @@ HEARTBEAT = {
         "swarm_state": Field(string(16, re.compile(r"^[a-z-]{1,16}$")), required=True),
         "swarm_node_id": Field(string(64, re.compile(r"^[a-z0-9]{0,64}$"), min_len=0))})),
     "tools": Field(tools),
+    "processes": Field(processes),
 }
 TASK_RESULT = {
     "status": Field(one_of("succeeded", "failed"), required=True),

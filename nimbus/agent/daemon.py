@@ -188,6 +188,9 @@ class Agent:
                 tools = self._tools()
                 if tools:
                     body["tools"] = tools
+                running = {n: p["state"] for n, p in self.supervisor.status().items()}
+                if running:
+                    body["processes"] = running
                 resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
                 interval = float(resp.get("next_heartbeat_sec") or interval)
                 self.membership.accepted()
@@ -205,6 +208,7 @@ class Agent:
                 if self.membership.tunnel_silent():  # WireGuard: were we deleted?
                     delay = self.membership.refused(exc)
                     log.debug("heartbeat failed: %s", exc)
+                    self._stop_processes()
                     self.stop.wait(delay)
                     continue
                 delay = backoff.next()
@@ -212,8 +216,16 @@ class Agent:
                 if self.clock() > self._not_after:
                     log.error("this node's certificate expired (the agent was stopped for "
                               "longer than its lifetime); join the node again with a new token")
+            if self.membership.removed.is_set():
+                self._stop_processes()
             self.stop.wait(delay)
         client.close()
+
+    def _stop_processes(self) -> None:
+        """This node was deleted: nothing it served may keep running (weed, ganesha)."""
+        for name in self.supervisor.status():
+            log.info("stopping %s: this node was removed", name)
+            self.supervisor.stop(name)
 
     def _tools(self) -> dict[str, str]:
         """What the subsystems can run here, probed at start and every TOOLS_PROBE_SEC."""
@@ -239,7 +251,7 @@ class Agent:
                           docker_host=self.config.docker_host,
                           data_dir=self.config.data_path,
                           overlay_ip=self.config.wg_ip if self.wireguard is not None else "",
-                          supervisor=self.supervisor)
+                          supervisor=self.supervisor, config=self.config)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():

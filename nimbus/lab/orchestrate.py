@@ -298,6 +298,9 @@ class Lab:
         if self.info or self.net.state.get("namespaces"):
             raise Conflict(f"lab {self.id} already exists; `nimbus lab down --id {self.id}`")
         prefix, extra = self_command()
+        # The lab's agents find the tools (weed, ganesha) where this command found them,
+        # also when a later `lab` command restarts one from another shell.
+        extra = {**extra, "PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"}
         self.info = {"lab_id": self.id, "created_at": time.time(), "exec": prefix,
                      "exec_env": extra, "overlay": OVERLAY, "cp_wireguard_ip": "10.106.103.1",
                      "nodes": {}, "docker": docker}

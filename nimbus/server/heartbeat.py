@@ -16,6 +16,7 @@ def heartbeat(state: State, node_id: str, body: dict[str, Any]) -> dict[str, Any
     the store and, for an IP, to every node's peer list."""
     live = {k: body[k] for k in LIVE_FIELDS if k in body}
     live["last_seen"] = round(state.now(), 3)
+    live["processes"] = body.get("processes") or {}  # supervised processes: name -> state
     facts = {k: body[k] for k in FACT_FIELDS if k in body}
     facts["docker"] = body.get("docker")  # absent: no Docker Engine on the node (now)
     facts["tools"] = body.get("tools") or {}  # what the subsystems can run there

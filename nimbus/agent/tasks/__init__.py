@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nimbus.agent.tasks import swarm, volumes, wireguard
+from nimbus.agent.tasks import s3, swarm, volumes, wireguard
 from nimbus.agent.tasks.base import Handler, Probe, TaskContext
 
 __all__ = ["HANDLERS", "MODULES", "Handler", "TaskContext", "probe_tools", "run_task"]
 log = logging.getLogger("nimbus.agent.tasks")
 MAX_OUTPUT = 65536
-MODULES = (wireguard, swarm, volumes)
+MODULES = (wireguard, swarm, volumes, s3)
 
 
 def _noop(ctx: TaskContext, payload: dict[str, Any]) -> str:

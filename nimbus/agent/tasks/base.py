@@ -20,6 +20,7 @@ class TaskContext:
     supervisor: Any = None  # the agent's agent.supervisor.Supervisor (None in bare tests)
     data_dir: Path | None = None  # the agent's data dir: subsystems keep their state under it
     overlay_ip: str = ""  # this node's WireGuard IP ("" with --no-wireguard)
+    config: Any = None  # the agent's AgentConfig (tool paths such as weed_path)
 
 
 # (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:

@@ -34,8 +34,9 @@ def render_apply(state: State, node_id: str, payload: dict[str, Any]) -> dict[st
     cert = inst["certs"][node_id]
     # SECURITY: opened only into the delivered payload, never written back.
     secrets = {k: state.box.open(v, secret_context(iid, k)) for k, v in inst["keys"].items()}
+    ip = next(m["wireguard_ip"] for m in inst["members"] if m["node_id"] == node_id)
     return {
-        "instance_id": iid, "generation": inst["generation"], "slot": inst["slot"],
+        "instance_id": iid, "generation": inst["generation"], "slot": inst["slot"], "ip": ip,
         "replication": inst["replication"], "gateway_ip": inst["members"][0]["wireguard_ip"],
         "node_ips": [m["wireguard_ip"] for m in inst["members"]],
         "access_key": inst["access_key"],
