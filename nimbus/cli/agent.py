@@ -8,39 +8,55 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import click
+
 from nimbus import config as cfg
-from nimbus.cli import cmdline
-from nimbus.errors import ConfigError, Unauthorized
+from nimbus.errors import Unauthorized
 
 
-@cmdline.group(invoke_without_command=True)
-@cmdline.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
-@cmdline.option("--token", default=None,
-                help="The join token (visible in the process list; prefer --token-file).")
-@cmdline.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
-@cmdline.option("--api-url", default=None,
-                help="Call the API here instead of the token's URL (--join only).")
-@cmdline.option("--config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
-                help="Agent settings (default /etc/nimbus/agent.toml when it exists).")
-@cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
-                help="Credentials and state (default /var/lib/nimbus as root, else ~/.nimbus).")
-@cmdline.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
-@cmdline.pass_context
-def agent(ctx: cmdline.Context, join: bool, token: str | None, token_file: str | None,
+def agent_options(fn: Any) -> Any:
+    """The options `agent` and `agent install` share: a unit runs what `agent` would."""
+    for decorate in reversed((
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="Agent settings (default /etc/nimbus/agent.toml when it exists)."),
+        click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                     help="Credentials and state (default /var/lib/nimbus as root, else "
+                          "~/.nimbus)."),
+        click.option("--no-wireguard", is_flag=True,
+                     help="Development mode: no tunnel, same mTLS."))):
+        fn = decorate(fn)
+    return fn
+
+
+JOIN_OPTIONS = ("join", "token", "token_file", "api_url")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
+@click.option("--token", default=None,
+              help="The join token (visible in the process list; prefer --token-file).")
+@click.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
+@click.option("--api-url", default=None,
+              help="Call the API here instead of the token's URL (--join only).")
+@agent_options
+@click.pass_context
+def agent(ctx: click.Context, join: bool, token: str | None, token_file: str | None,
           api_url: str | None, config_file: str | None, data_dir: str | None,
           no_wireguard: bool) -> None:
-    """Run the node agent: heartbeats, tasks and certificate renewal over mTLS."""
-    ctx.ensure_object(dict)
-    ctx.obj["agent_args"] = (config_file, data_dir, no_wireguard, join or token or token_file)
+    """Run the node agent: heartbeats, tasks and certificate renewal over mTLS.
+
+    Join once with `--join --token-file FILE`; later runs (and `nimbus agent install`'s
+    unit) resume with the saved identity.
+    """
     if ctx.invoked_subcommand is not None:
         return
     if not join and (token or token_file or api_url):
-        raise ConfigError("--token, --token-file and --api-url only make sense with --join")
+        raise click.UsageError("--token, --token-file and --api-url only make sense with "
+                               "--join", ctx)
     from nimbus import logs
 
     settings, explicit = load_settings(config_file, data_dir, no_wireguard)
-    debug = (ctx.find_root().obj or {}).get("debug")
-    logs.setup("debug" if debug else settings.log_level)
+    logs.setup("debug" if ctx.find_root().params.get("debug") else settings.log_level)
     run_agent(settings, explicit, join, token, token_file, api_url)
 
 
@@ -74,7 +90,7 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
     if join:
         text = enroll.read_token(token, token_file, sys.stdin)
         if token:
-            cmdline.echo("warning: --token is visible to other users in the process list; "
+            click.echo("warning: --token is visible to other users in the process list; "
                          "use --token-file next time", err=True)
         try:
             config, wireguard = enroll.join(text, settings, api_url, files)
@@ -98,25 +114,26 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
 
 
 @agent.command("install")
-@cmdline.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
-@cmdline.option("--config", "config_opt", type=cmdline.Path(dir_okay=False), default=None,
-                help="Agent settings file for the unit to use.")
-@cmdline.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
-@cmdline.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
-@cmdline.option("--now", "start", is_flag=True, help="Also start the service now.")
-@cmdline.pass_context
-def install(ctx: cmdline.Context, dry_run: bool, config_opt: str | None,
-            data_dir_opt: str | None, no_wg_opt: bool, start: bool) -> None:
-    """Write and enable a hardened systemd unit (nimbus-agent.service); --now also starts it."""
+@click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
+@agent_options
+@click.option("--now", "start", is_flag=True, help="Also start the service now.")
+@click.pass_context
+def install(ctx: click.Context, dry_run: bool, config_file: str | None, data_dir: str | None,
+            no_wireguard: bool, start: bool) -> None:
+    """Write and enable a hardened systemd unit (nimbus-agent.service); --now also starts it.
+
+    The options are those of `nimbus agent`, given before or after `install`; join first.
+    """
     from nimbus.agent.files import AgentFiles
+    from nimbus.cli.options import inherited, refuse_group_options
     from nimbus.cli.systemd import STATE_DIR, UnitSpec, install_unit
 
-    config_file, data_dir, no_wireguard, joining = ctx.obj["agent_args"]
-    config_file, data_dir = config_opt or config_file, data_dir_opt or data_dir
-    no_wireguard = no_wireguard or no_wg_opt
-    if joining:
-        # SECURITY: a join token must never end up in a unit file.
-        raise ConfigError("join first (nimbus agent --join …), then run `nimbus agent install`")
+    # SECURITY: a join token must never end up in a unit file.
+    refuse_group_options(ctx, JOIN_OPTIONS, "join first (nimbus agent --join …), then run "
+                                            "`nimbus agent install`")
+    given = inherited(ctx, config_file=config_file, data_dir=data_dir, no_wireguard=no_wireguard)
+    config_file, data_dir = given["config_file"], given["data_dir"]
+    no_wireguard = given["no_wireguard"]
     settings, explicit = load_settings(config_file, data_dir, no_wireguard)
     unit_data = str(Path(data_dir or settings.data_dir or STATE_DIR).resolve())
     # As `agent` itself does: what the join saved in the data dir, explicit settings over it.
@@ -135,6 +152,6 @@ def install(ctx: cmdline.Context, dry_run: bool, config_opt: str | None,
                     low_port=settings.wireguard and settings.wireguard_port < 1024)
     holder = AgentFiles(Path(unit_data)).lock_holder()
     if holder and not dry_run:
-        cmdline.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
+        click.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
                      "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
     install_unit(spec, dry_run, start)

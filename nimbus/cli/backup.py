@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.cli.doctor import data_dir_option, resolve_data_dir
 
 
-@cmdline.command()
-@cmdline.option("--output", "output_file", required=True, type=cmdline.Path(dir_okay=False),
+@click.command()
+@click.option("--output", "output_file", required=True, type=click.Path(dir_okay=False),
                 help="Archive to write (0600; holds the CA and every key: keep it secret).")
 @data_dir_option
 def backup(output_file: str, data_dir: str | None, server_config: str | None) -> None:
@@ -18,14 +19,14 @@ def backup(output_file: str, data_dir: str | None, server_config: str | None) ->
 
     source = resolve_data_dir(data_dir, server_config)
     manifest = archive.create(source, Path(output_file))
-    cmdline.echo(f"backup of {source} written to {output_file} (0600): "
+    click.echo(f"backup of {source} written to {output_file} (0600): "
                  f"{archive.describe(manifest)}")
 
 
-@cmdline.command()
-@cmdline.option("--input", "input_file", required=True,
-                type=cmdline.Path(dir_okay=False, exists=True), help="Archive from nimbus backup.")
-@cmdline.option("--data-dir", required=True, help="Directory to restore into (new or empty).")
+@click.command()
+@click.option("--input", "input_file", required=True,
+                type=click.Path(dir_okay=False, exists=True), help="Archive from nimbus backup.")
+@click.option("--data-dir", required=True, help="Directory to restore into (new or empty).")
 def restore(input_file: str, data_dir: str) -> None:
     """Restore a backup into a new data dir, then check it as `nimbus doctor` does."""
     from nimbus.errors import ConfigError
@@ -35,8 +36,8 @@ def restore(input_file: str, data_dir: str) -> None:
     manifest = archive.restore(Path(input_file), Path(data_dir))
     problems = verify.findings(Path(data_dir))
     for problem in problems:
-        cmdline.echo(f"problem: {problem}")
+        click.echo(f"problem: {problem}")
     if problems:
         raise ConfigError(f"restored into {data_dir}, but it has {len(problems)} problem(s)")
-    cmdline.echo(f"restored {archive.describe(manifest)} into {data_dir}; start the server "
+    click.echo(f"restored {archive.describe(manifest)} into {data_dir}; start the server "
                  f"with data_dir = {data_dir}")

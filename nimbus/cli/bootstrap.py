@@ -7,20 +7,21 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.cli.secrets import read_secret, secret_options
 from nimbus.errors import NimbusError
 from nimbus.store.files import write_private
 
 
-@cmdline.command()
-@cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+@click.command()
+@click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
                 help="Control-plane data dir (local bootstrap).")
-@cmdline.option("--server-config", type=cmdline.Path(dir_okay=False), default=None,
+@click.option("--server-config", type=click.Path(dir_okay=False), default=None,
                 help="Server config to read the API address from (local bootstrap).")
-@cmdline.option("--output", "output_file", type=cmdline.Path(dir_okay=False), default=None,
+@click.option("--output", "output_file", type=click.Path(dir_okay=False), default=None,
                 help="Also write the connection config to FILE (0600).")
-@cmdline.option("--api-url", default=None, help="Bootstrap a remote control plane at URL.")
+@click.option("--api-url", default=None, help="Bootstrap a remote control plane at URL.")
 @secret_options("bootstrap-secret", "one-time secret from the control-plane host",
                 envvar="NIMBUS_BOOTSTRAP_SECRET")
 def bootstrap(data_dir: str | None, server_config: str | None, output_file: str | None,
@@ -39,13 +40,13 @@ def bootstrap(data_dir: str | None, server_config: str | None, output_file: str 
                   "secret_key": result["secret_key"], "tls_ca": ca_pem}
     if output_file:
         write_private(Path(output_file), json.dumps(connection, indent=2) + "\n")
-        cmdline.echo(f"admin user: {result['user']['id']}")
-        cmdline.echo(f"access key: {result['access_key']}")
-        cmdline.echo(f"secret key: {result['secret_key']}")  # SECURITY: shown once, by design
-        cmdline.echo(f"connection config written to {output_file} (0600); next: "
+        click.echo(f"admin user: {result['user']['id']}")
+        click.echo(f"access key: {result['access_key']}")
+        click.echo(f"secret key: {result['secret_key']}")  # SECURITY: shown once, by design
+        click.echo(f"connection config written to {output_file} (0600); next: "
                      f"nimbus configure --from {output_file}")
     else:
-        cmdline.echo(json.dumps(connection, indent=2))  # SECURITY: the one-time credentials
+        click.echo(json.dumps(connection, indent=2))  # SECURITY: the one-time credentials
     # Only now does the operator have the credential; until here a re-run redoes bootstrap.
     confirm(connection, result["user"]["id"])
 

@@ -13,26 +13,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nimbus.cli import cmdline, trust
-from nimbus.cli.context import CONFIG_FIELDS, config_path
+import click
+
+from nimbus.cli import trust
+from nimbus.cli.context import CONFIG_FIELDS, config_path, root_option
 from nimbus.cli.secrets import read_secret, secret_options
 from nimbus.errors import BadRequest, ConfigError, Forbidden
 
 
-@cmdline.command()
-@cmdline.option("--from", "from_file", metavar="FILE|-", default=None,
+@click.command()
+@click.option("--from", "from_file", metavar="FILE|-", default=None,
                 help="A connection config written by `nimbus bootstrap` or `iam create-key`.")
-@cmdline.option("--api-url", default=None, help="API URL, https://HOST[:PORT] (overrides --from).")
-@cmdline.option("--access-key", default=None, help="Access key (omit for password-only users).")
+@click.option("--api-url", default=None, help="API URL, https://HOST[:PORT] (overrides --from).")
+@click.option("--access-key", default=None, help="Access key (omit for password-only users).")
 @secret_options("secret-key", "secret key", envvar="NIMBUS_SECRET_KEY")
-@cmdline.option("--tls-ca", type=cmdline.Path(exists=True, dir_okay=False), default=None,
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
                 help="CA certificate file of the control plane (skips the fingerprint check).")
-@cmdline.option("--ca-fingerprint", default=None, metavar="SHA256:…",
+@click.option("--ca-fingerprint", default=None, metavar="SHA256:…",
                 help="Trust the CA fetched from the server only if it has this fingerprint.")
-@cmdline.option("--offline", is_flag=True,
+@click.option("--offline", is_flag=True,
                 help="Do not call the server (then --tls-ca or --from with a CA is needed).")
-@cmdline.pass_context
-def configure(ctx: cmdline.Context, from_file: str | None, api_url: str | None,
+@click.pass_context
+def configure(ctx: click.Context, from_file: str | None, api_url: str | None,
               access_key: str | None,
               secret_key: str | None, secret_key_file: str | None, tls_ca: str | None,
               ca_fingerprint: str | None, offline: bool) -> None:
@@ -63,12 +65,12 @@ def configure(ctx: cmdline.Context, from_file: str | None, api_url: str | None,
                         "not the --ca-fingerprint given; nothing was saved")
     if not offline:
         _probe(data)
-    path = config_path((ctx.find_root().obj or {}).get("config_path"))
+    path = config_path(root_option(ctx, "config_path"))
     _save(path, data)
-    cmdline.echo(f"saved CLI config to {path} (API {data['api_url']}, CA "
+    click.echo(f"saved CLI config to {path} (API {data['api_url']}, CA "
                  f"{trust.fingerprint(data['tls_ca'])})")
     if not data.get("access_key"):
-        cmdline.echo("no access key: log in with `nimbus iam login --username USER` and run the "
+        click.echo("no access key: log in with `nimbus iam login --username USER` and run the "
                      "`export NIMBUS_TOKEN=…` line it prints")
 
 
@@ -114,11 +116,11 @@ def _confirmed_ca(api_url: str, expected: str | None) -> str:
         raise ConfigError(f"cannot confirm the CA of {api_url} without a terminal: pass "
                           "--tls-ca FILE or --ca-fingerprint (compare with the control-plane "
                           "host's; see docs/configuration.md)")
-    cmdline.echo(f"The control plane at {api_url} presents this CA:\n"
+    click.echo(f"The control plane at {api_url} presents this CA:\n"
                  f"  {shown}\n  {trust.hex_fingerprint(pem)}\n"
                  "Compare it on the control-plane host with:\n"
                  "  openssl x509 -in /var/lib/nimbus/ca.crt -noout -fingerprint -sha256", err=True)
-    if not cmdline.confirm("Trust this CA?", default=False, err=True):
+    if not click.confirm("Trust this CA?", default=False, err=True):
         raise Forbidden("CA not trusted; nothing was saved")
     return pem
 

@@ -1,16 +1,18 @@
-"""The CLI's environment: its config file and an authenticated API client."""
+"""The CLI's environment: its config file, an authenticated API client, API-fed completion."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.client import ApiClient, BearerAuth, HmacAuth
 from nimbus.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -52,11 +54,21 @@ def load_cli_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def api(ctx: cmdline.Context, *, auth: bool = True, timeout: float = 30.0) -> ApiClient:
+def root_option(ctx: click.Context, name: str) -> Any:
+    """A root option's value (`config_path`, `token`, `token_file`, `debug`). Read from the
+    root's parameters, not its callback's `obj`: completion parses without calling back."""
+    return ctx.find_root().params.get(name)
+
+
+def cli_config_file(ctx: click.Context) -> str:
+    """The CLI config file this invocation uses (--config, NIMBUS_CLI_CONFIG or the default)."""
+    return config_file(root_option(ctx, "config_path"))
+
+
+def api(ctx: click.Context, *, auth: bool = True, timeout: float = 30.0) -> ApiClient:
     """A client for the configured API, signing with HMAC unless a token is given; `timeout`
     is per request (longer for work the server does on the nodes, as for swarms)."""
-    root = ctx.find_root().obj or {}
-    cfg = load_cli_config(config_file(root.get("config_path")))
+    cfg = load_cli_config(cli_config_file(ctx))
     ca = cfg.get("tls_ca") or None
     if ca and not ca.lstrip().startswith("-----BEGIN"):
         with open(ca) as f:
@@ -73,20 +85,19 @@ def api(ctx: cmdline.Context, *, auth: bool = True, timeout: float = 30.0) -> Ap
     return ApiClient(cfg["api_url"], ca_pem=ca, auth=credentials, timeout=timeout)
 
 
-def bearer_token(ctx: cmdline.Context) -> str | None:
+def bearer_token(ctx: click.Context) -> str | None:
     """The JWT from --token, --token-file or NIMBUS_TOKEN (read once), or None for HMAC."""
     from nimbus.cli.secrets import read_secret
 
-    root = ctx.find_root().obj
-    if root is None:
-        return None
-    if "resolved_token" not in root:
-        given = root.get("token") is not None or root.get("token_file") is not None
-        root["resolved_token"] = (read_secret("token", flag="--token", value=root.get("token"),
-                                              file=root.get("token_file"),
-                                              envvar="NIMBUS_TOKEN", prompt=False)
-                                  if given or os.environ.get("NIMBUS_TOKEN") else None)
-    return root["resolved_token"]
+    root = ctx.find_root()
+    cache = root.meta  # click's per-invocation scratch space, shared by every context
+    if "nimbus.token" not in cache:
+        value, file = root.params.get("token"), root.params.get("token_file")
+        given = value is not None or file is not None or bool(os.environ.get("NIMBUS_TOKEN"))
+        cache["nimbus.token"] = (read_secret("token", flag="--token", value=value, file=file,
+                                             envvar="NIMBUS_TOKEN", prompt=False)
+                                 if given else None)
+    return cache["nimbus.token"]
 
 
 def path_segment(value: str) -> str:
@@ -94,3 +105,38 @@ def path_segment(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
+
+
+COMPLETION_TIMEOUT = 2.0  # seconds: a shell waiting on a dead server must not hang
+
+
+def completer(path: str, help_field: str = "status",
+              ) -> Callable[[click.Context, Any, str], list[Any]]:
+    """A `shell_complete` callback offering the names (else the ids) of the objects listed
+    at `path` (GET), each with its `help_field` as the description zsh and fish show.
+
+    Silent on every failure (no config, server down, refused): completion prints nothing
+    into the user's shell but the candidates.
+    """
+    def complete(ctx: click.Context, param: Any, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        if root_option(ctx, "token_file") == "-":  # stdin is the user's terminal here
+            return []
+        try:
+            rows = api(ctx, timeout=COMPLETION_TIMEOUT).request("GET", path)
+        except Exception:  # noqa: BLE001 - whatever went wrong, offer nothing
+            return []
+        rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+        for key in ("name", "id"):
+            found = [CompletionItem(str(r[key]), help=str(r.get(help_field) or "") or None)
+                     for r in rows if str(r.get(key) or "").startswith(incomplete)]
+            if found:
+                return found
+        return []
+    return complete
+
+
+complete_node = completer("/v1/nodes")
+complete_swarm = completer("/v1/swarms")
+complete_service = completer("/v1/services")

@@ -6,14 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nimbus.cli import cmdline
+import click
 
 
 def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data-dir, or the data_dir of the server config (default /etc/nimbus/api.toml)."""
-    fn = cmdline.option("--server-config", type=cmdline.Path(dir_okay=False), default=None,
+    fn = click.option("--server-config", type=click.Path(dir_okay=False), default=None,
                         help="Server config to read data_dir from.")(fn)
-    return cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+    return click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
                           help="Control-plane data dir.")(fn)
 
 
@@ -25,7 +25,7 @@ def resolve_data_dir(data_dir: str | None, server_config: str | None) -> Path:
     return config.data_path
 
 
-@cmdline.command()
+@click.command()
 @data_dir_option
 def doctor(data_dir: str | None, server_config: str | None) -> None:
     """Check every collection, key file and the CA pair; exit non-zero on any problem."""
@@ -38,14 +38,14 @@ def doctor(data_dir: str | None, server_config: str | None) -> None:
     if not verify.initialized(path):
         problems = verify.findings(path)
         if not problems:
-            cmdline.echo(f"{path} holds no control plane yet (`nimbus serve` creates one)")
+            click.echo(f"{path} holds no control plane yet (`nimbus serve` creates one)")
             return
     else:
         problems = verify.findings(path)
     full = verify.free_space_problem(path)
     problems += [full] if full else []
     for problem in problems:
-        cmdline.echo(f"problem: {problem}")
+        click.echo(f"problem: {problem}")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in {path}")
-    cmdline.echo(f"{path}: CA pair, keys and every store collection are intact")
+    click.echo(f"{path}: CA pair, keys and every store collection are intact")

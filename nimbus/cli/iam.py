@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.cli.context import api, bearer_token
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
@@ -14,17 +15,17 @@ from nimbus.errors import ConfigError
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
 
 
-@cmdline.group()
+@click.group()
 def iam() -> None:
     """Users, API keys, passwords and tokens."""
 
 
 @iam.command("create-user")
-@cmdline.option("--username", required=True)
-@cmdline.option("--admin", is_flag=True, help="Give the user full rights.")
+@click.option("--username", required=True)
+@click.option("--admin", is_flag=True, help="Give the user full rights.")
 @output_option
-@cmdline.pass_context
-def create_user(ctx: cmdline.Context, username: str, admin: bool, fmt: str) -> None:
+@click.pass_context
+def create_user(ctx: click.Context, username: str, admin: bool, fmt: str) -> None:
     """Create a user (admin only)."""
     emit(api(ctx).request("POST", "/v1/iam/users", {"username": username, "admin": admin}),
          fmt, USER_COLUMNS)
@@ -32,36 +33,36 @@ def create_user(ctx: cmdline.Context, username: str, admin: bool, fmt: str) -> N
 
 @iam.command("list-users")
 @output_option
-@cmdline.pass_context
-def list_users(ctx: cmdline.Context, fmt: str) -> None:
+@click.pass_context
+def list_users(ctx: click.Context, fmt: str) -> None:
     """List users (admin only)."""
     emit(api(ctx).request("GET", "/v1/iam/users"), fmt, USER_COLUMNS)
 
 
 @iam.command("delete-user")
-@cmdline.argument("user_id")
+@click.argument("user_id")
 @output_option
-@cmdline.pass_context
-def delete_user(ctx: cmdline.Context, user_id: str, fmt: str) -> None:
+@click.pass_context
+def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
     """Delete a user, its keys and (in effect) its tokens."""
     emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}"), fmt)
 
 
 @iam.command("create-key")
-@cmdline.option("--user-id", required=True)
+@click.option("--user-id", required=True)
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
-@cmdline.option("--write-config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
+@click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
                 help="Write a ready connection config with the new key to FILE (0600) instead "
                      "of printing the secret.")
 @output_option
-@cmdline.pass_context
-def create_key(ctx: cmdline.Context, user_id: str, current_password: str | None,
+@click.pass_context
+def create_key(ctx: click.Context, user_id: str, current_password: str | None,
                current_password_file: str | None, config_file: str | None, fmt: str) -> None:
     """Create an API key pair; the secret is shown once (or written with --write-config)."""
     from pathlib import Path
 
-    from nimbus.cli.context import config_path, load_cli_config
+    from nimbus.cli.context import cli_config_file, load_cli_config
 
     target = Path(config_file) if config_file else None
     if target is not None and target.exists():
@@ -73,46 +74,46 @@ def create_key(ctx: cmdline.Context, user_id: str, current_password: str | None,
         return
     from nimbus.store.files import write_private
 
-    current = load_cli_config(config_path((ctx.find_root().obj or {}).get("config_path")))
+    current = load_cli_config(cli_config_file(ctx))
     connection = {"api_url": current["api_url"], "access_key": data["access_key"],
                   "secret_key": data["secret_key"], "tls_ca": current.get("tls_ca")}
     write_private(target, json.dumps(connection, indent=2) + "\n")  # SECURITY: 0600
     shown = {k: v for k, v in data.items() if k != "secret_key"}
     emit({**shown, "config_file": str(target)}, fmt)
     if fmt != "json":
-        cmdline.echo(f"connection config written to {target} (0600); use it with "
+        click.echo(f"connection config written to {target} (0600); use it with "
                      f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
                      err=True)
 
 
 @iam.command("list-keys")
-@cmdline.option("--user-id", required=True)
+@click.option("--user-id", required=True)
 @output_option
-@cmdline.pass_context
-def list_keys(ctx: cmdline.Context, user_id: str, fmt: str) -> None:
+@click.pass_context
+def list_keys(ctx: click.Context, user_id: str, fmt: str) -> None:
     """List a user's access keys (never their secrets)."""
     emit(api(ctx).request("GET", f"/v1/iam/users/{_seg(user_id)}/keys"), fmt,
          ["access_key", "user_id", "created_at"])
 
 
 @iam.command("delete-key")
-@cmdline.option("--user-id", required=True)
-@cmdline.option("--key-id", required=True, help="The access key (NBUS…).")
+@click.option("--user-id", required=True)
+@click.option("--key-id", required=True, help="The access key (NBUS…).")
 @output_option
-@cmdline.pass_context
-def delete_key(ctx: cmdline.Context, user_id: str, key_id: str, fmt: str) -> None:
+@click.pass_context
+def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
     """Delete an API key; requests signed with it fail at once."""
     emit(api(ctx).request("DELETE", f"/v1/iam/users/{_seg(user_id)}/keys/{_seg(key_id)}"), fmt)
 
 
 @iam.command("set-password")
-@cmdline.option("--user-id", required=True)
+@click.option("--user-id", required=True)
 @secret_options("password", "new password", envvar="NIMBUS_PASSWORD")
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
 @output_option
-@cmdline.pass_context
-def set_password(ctx: cmdline.Context, user_id: str, password: str | None,
+@click.pass_context
+def set_password(ctx: click.Context, user_id: str, password: str | None,
                  password_file: str | None, current_password: str | None,
                  current_password_file: str | None, fmt: str) -> None:
     """Set a user's password; tokens issued before stop working."""
@@ -122,7 +123,7 @@ def set_password(ctx: cmdline.Context, user_id: str, password: str | None,
     emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password", body), fmt)
 
 
-def _reauth(ctx: cmdline.Context, value: str | None, file: str | None) -> dict[str, str]:
+def _reauth(ctx: click.Context, value: str | None, file: str | None) -> dict[str, str]:
     """With a JWT the server wants the caller's current password too; HMAC needs nothing."""
     if not bearer_token(ctx):
         return {}
@@ -132,11 +133,11 @@ def _reauth(ctx: cmdline.Context, value: str | None, file: str | None) -> dict[s
 
 
 @iam.command("login")
-@cmdline.option("--username", required=True)
+@click.option("--username", required=True)
 @secret_options("password", "password", envvar="NIMBUS_PASSWORD")
 @output_option
-@cmdline.pass_context
-def login(ctx: cmdline.Context, username: str, password: str | None, password_file: str | None,
+@click.pass_context
+def login(ctx: click.Context, username: str, password: str | None, password_file: str | None,
           fmt: str) -> None:
     """Log in with a password; prints a JWT and an export line."""
     password = read_secret("password", flag="--password", value=password, file=password_file,
@@ -148,8 +149,8 @@ def login(ctx: cmdline.Context, username: str, password: str | None, password_fi
 
 @iam.command("get-token")
 @output_option
-@cmdline.pass_context
-def get_token(ctx: cmdline.Context, fmt: str) -> None:
+@click.pass_context
+def get_token(ctx: click.Context, fmt: str) -> None:
     """Exchange the configured HMAC key for a 1-hour JWT."""
     _print_token(api(ctx).request("POST", "/v1/iam/token", {}), fmt)
 
@@ -158,5 +159,5 @@ def _print_token(data: dict, fmt: str) -> None:
     if fmt == "json":
         emit(data, fmt)
         return
-    cmdline.echo(data["token"])  # SECURITY: the token is what the user asked for
-    cmdline.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output
+    click.echo(data["token"])  # SECURITY: the token is what the user asked for
+    click.echo(f"export NIMBUS_TOKEN={data['token']}")  # SECURITY: requested output

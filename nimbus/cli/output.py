@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from nimbus.cli import cmdline
+import click
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def output_option(fn: F) -> F:
-    return cmdline.option("-o", "--output", "fmt", type=cmdline.Choice(["table", "json"]),
+    return click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]),
                           default="table", show_default=True, help="Output format.")(fn)
 
 
@@ -70,15 +70,15 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def emit(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
     """json prints exactly the response's data; table prints rows or key/value pairs."""
     if fmt == "json":
-        cmdline.echo(json.dumps(data, indent=2, sort_keys=True))
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     if isinstance(data, list):
         cols = columns or (sorted(data[0]) if data else ["id"])
-        cmdline.echo(table(data, cols) if data else "(none)")
+        click.echo(table(data, cols) if data else "(none)")
     elif isinstance(data, dict):
         keys = columns or list(data)
         width = max((len(k) for k in keys), default=0)
         for key in keys:
-            cmdline.echo(f"{safe(key).ljust(width)}  {cell(data.get(key))}")
+            click.echo(f"{safe(key).ljust(width)}  {cell(data.get(key))}")
     else:
-        cmdline.echo(cell(data))
+        click.echo(cell(data))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.errors import ConfigError
 
 TYPE_CHECKING = False
@@ -21,17 +22,20 @@ if TYPE_CHECKING:
     F = Callable[..., Any]
 
 
-def secret_options(name: str, help_text: str, envvar: str | None = None) -> Callable[[F], F]:
-    """`--NAME VALUE` and `--NAME-file F|-` options (dest NAME and NAME_file, underscored)."""
+def secret_options(name: str, help_text: str, envvar: str | None = None,
+                   prompt: bool = True) -> Callable[[F], F]:
+    """`--NAME VALUE` and `--NAME-file F|-` options (dest NAME and NAME_file, underscored);
+    prompt=False where the secret is never asked for on the terminal."""
     dest = name.replace("-", "_")
-    env_help = f" or {envvar}" if envvar else ""
+    ways = [f"--{name}-file", *([envvar] if envvar else []), *(["the prompt"] if prompt else [])]
+    prefer = ", ".join(ways[:-1]) + f" or {ways[-1]}" if len(ways) > 1 else ways[0]
 
     def decorate(fn: F) -> F:
-        fn = cmdline.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
+        fn = click.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
                             help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
-        return cmdline.option(f"--{name}", dest, default=None, metavar="VALUE",
+        return click.option(f"--{name}", dest, default=None, metavar="VALUE",
                               help=f"The {help_text} (visible in ps and shell history: prefer "
-                                   f"--{name}-file{env_help} or the prompt).")(fn)
+                                   f"{prefer}).")(fn)
     return decorate
 
 
@@ -49,7 +53,7 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
     if value is not None and file is not None:
         raise ConfigError(f"give either {flag} or {flag}-file, not both")
     if value is not None:
-        cmdline.echo(f"warning: {flag} on the command line is visible in ps and shell history; "
+        click.echo(f"warning: {flag} on the command line is visible in ps and shell history; "
                      f"use {flag}-file, {envvar + ', ' if envvar else ''}or the prompt",
                      err=True)
         return _non_empty(value, label)
@@ -59,7 +63,8 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
         return _non_empty(env[envvar], label)
     stream = stdin or sys.stdin
     if prompt and _is_tty(stream):
-        return _non_empty(cmdline.prompt(label, hide_input=True, confirmation_prompt=confirm),
+        return _non_empty(click.prompt(label, hide_input=True,
+                                       confirmation_prompt=confirm, err=True),
                             label)
     ways = f"{flag}-file FILE (- for stdin)" + (f", {envvar}" if envvar else "")
     raise ConfigError(f"{label} needed: give {ways}, or run on a terminal to be prompted")

@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import click
 
 from nimbus import config as cfg
-from nimbus.cli import cmdline
+from nimbus.cli.context import root_option
 
 
-@cmdline.group(invoke_without_command=True)
-@cmdline.option("--config", "config_file", type=cmdline.Path(dir_okay=False), default=None,
-                help="Server config (default /etc/nimbus/api.toml).")
-@cmdline.option("--listen", default=None, help="HOST:PORT to listen on (default 0.0.0.0:8443).")
-@cmdline.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR", help="State directory.")
-@cmdline.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same mTLS.")
-@cmdline.pass_context
-def serve(ctx: cmdline.Context, config_file: str | None, listen: str | None, data_dir: str | None,
+def server_options(fn: Any) -> Any:
+    """The options `serve` and `serve install` share: a unit runs what `serve` would."""
+    for decorate in reversed((
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="Server config (default /etc/nimbus/api.toml)."),
+        click.option("--listen", default=None, help="HOST:PORT to listen on (default "
+                                                     "0.0.0.0:8443)."),
+        click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                     help="State directory."),
+        click.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same "
+                                                          "mTLS."))):
+        fn = decorate(fn)
+    return fn
+
+
+@click.group(invoke_without_command=True)
+@server_options
+@click.pass_context
+def serve(ctx: click.Context, config_file: str | None, listen: str | None, data_dir: str | None,
           no_wireguard: bool) -> None:
-    """Run the control plane (API on :8443, TLS only)."""
-    ctx.ensure_object(dict)
-    ctx.obj["serve_args"] = (config_file, listen, data_dir, no_wireguard)
+    """Run the control plane (API on :8443, TLS only).
+
+    `nimbus serve install` writes a systemd unit that runs the same command.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from nimbus import logs
     from nimbus.server.main import serve as run_server
 
     config = load_config(config_file, listen, data_dir, no_wireguard)
-    debug = (ctx.find_root().obj or {}).get("debug")
-    logs.setup("debug" if debug else config.log_level)
+    logs.setup("debug" if root_option(ctx, "debug") else config.log_level)
     run_server(config)
 
 
@@ -40,22 +54,23 @@ def load_config(config_file: str | None, listen: str | None, data_dir: str | Non
 
 
 @serve.command("install")
-@cmdline.option("--config", "config_opt", type=cmdline.Path(dir_okay=False), default=None,
-                help="Server config for the unit to use.")
-@cmdline.option("--listen", "listen_opt", default=None, help="HOST:PORT for the unit to use.")
-@cmdline.option("--data-dir", "data_dir_opt", default=None, help="Data dir for the unit to use.")
-@cmdline.option("--no-wireguard", "no_wg_opt", is_flag=True, help="Run the unit without a tunnel.")
-@cmdline.option("--now", "start", is_flag=True, help="Also start the service now.")
-@cmdline.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
-@cmdline.pass_context
-def install(ctx: cmdline.Context, config_opt: str | None, listen_opt: str | None,
-            data_dir_opt: str | None, no_wg_opt: bool, start: bool, dry_run: bool) -> None:
-    """Write and enable a hardened systemd unit (nimbus.service); --now also starts it."""
+@server_options
+@click.option("--now", "start", is_flag=True, help="Also start the service now.")
+@click.option("--dry-run", is_flag=True, help="Print the unit instead of installing it.")
+@click.pass_context
+def install(ctx: click.Context, config_file: str | None, listen: str | None,
+            data_dir: str | None, no_wireguard: bool, start: bool, dry_run: bool) -> None:
+    """Write and enable a hardened systemd unit (nimbus.service); --now also starts it.
+
+    The options are those of `nimbus serve`, given before or after `install`.
+    """
+    from nimbus.cli.options import inherited
     from nimbus.cli.systemd import STATE_DIR, UnitSpec, install_unit
 
-    config_file, listen, data_dir, no_wireguard = ctx.obj["serve_args"]
-    config_file, listen = config_opt or config_file, listen_opt or listen
-    data_dir, no_wireguard = data_dir_opt or data_dir, no_wireguard or no_wg_opt
+    given = inherited(ctx, config_file=config_file, listen=listen, data_dir=data_dir,
+                      no_wireguard=no_wireguard)
+    config_file, listen = given["config_file"], given["listen"]
+    data_dir, no_wireguard = given["data_dir"], given["no_wireguard"]
     config = load_config(config_file, listen, data_dir, no_wireguard)  # validates it now
     args = ["serve"]
     if config_file:

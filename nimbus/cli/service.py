@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nimbus.cli import cmdline
-from nimbus.cli.context import api
+import click
+
+from nimbus.cli.context import api, complete_service, complete_swarm
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
 from nimbus.errors import ConfigError
@@ -15,7 +16,7 @@ from nimbus.errors import ConfigError
 SERVICE_COLUMNS = ["name", "swarm", "running", "desired", "status", "updated_at"]
 
 
-@cmdline.group()
+@click.group()
 def service() -> None:
     """Compose stacks on a swarm: deploy, list, describe, remove."""
 
@@ -58,48 +59,50 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 
 
 @service.command("deploy")
-@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@cmdline.option("--file", "-f", "path", required=True,
+@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.",
+              shell_complete=complete_swarm)
+@click.option("--file", "-f", "path", required=True,
                   help="Compose file (YAML or JSON; - = stdin).")
-@cmdline.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
+@click.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
 @output_option
-@cmdline.pass_context
-def deploy(ctx: cmdline.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
+@click.pass_context
+def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
     """Deploy (or update) a compose stack on the swarm's manager."""
     body = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
     _show(api(ctx, timeout=150).request("POST", "/v1/services", body), fmt)
 
 
 @service.command("list")
-@cmdline.option("--swarm", "swarm_ref", default=None, help="Only stacks of this swarm.")
+@click.option("--swarm", "swarm_ref", default=None, help="Only stacks of this swarm.",
+              shell_complete=complete_swarm)
 @output_option
-@cmdline.pass_context
-def list_services(ctx: cmdline.Context, swarm_ref: str | None, fmt: str) -> None:
+@click.pass_context
+def list_services(ctx: click.Context, swarm_ref: str | None, fmt: str) -> None:
     """List stacks with their last known replica counts."""
     query = f"?swarm={_seg(swarm_ref)}" if swarm_ref else ""
     emit(api(ctx).request("GET", f"/v1/services{query}"), fmt, SERVICE_COLUMNS)
 
 
 @service.command("describe")
-@cmdline.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @output_option
-@cmdline.pass_context
-def describe(ctx: cmdline.Context, name: str, fmt: str) -> None:
+@click.pass_context
+def describe(ctx: click.Context, name: str, fmt: str) -> None:
     """Show a stack's services and replicas as the swarm manager reports them now."""
     _show(api(ctx, timeout=60).request("GET", f"/v1/services/{_seg(name)}"), fmt)
 
 
 @service.command("remove")
-@cmdline.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @output_option
-@cmdline.pass_context
-def remove(ctx: cmdline.Context, name: str, fmt: str) -> None:
+@click.pass_context
+def remove(ctx: click.Context, name: str, fmt: str) -> None:
     """Remove a stack (`docker stack rm` on the manager)."""
     data = api(ctx, timeout=150).request("DELETE", f"/v1/services/{_seg(name)}")
     if fmt == "json":
         emit(data, fmt)
         return
-    cmdline.echo(f"service {data['name']} removed")
+    click.echo(f"service {data['name']} removed")
 
 
 def _show(data: dict[str, Any], fmt: str) -> None:
@@ -107,6 +110,6 @@ def _show(data: dict[str, Any], fmt: str) -> None:
         emit(data, fmt)
         return
     emit(data, fmt, ["name", "swarm", "running", "desired", "status"])
-    cmdline.echo("")
+    click.echo("")
     emit(data.get("services", []), fmt, ["name", "image", "running", "desired"])
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nimbus.cli import cmdline
-from nimbus.cli.context import api
+import click
+
+from nimbus.cli.context import api, complete_node, complete_swarm
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option, safe
 
@@ -11,28 +12,30 @@ SWARM_COLUMNS = ["id", "name", "status", "manager", "members", "created_at"]
 MEMBER_COLUMNS = ["name", "node_id", "role", "state", "availability", "engine_version"]
 
 
-@cmdline.group()
+@click.group()
 def swarm() -> None:
     """Docker Swarm groups: create, add-node, remove-node, list, describe, delete."""
 
 
 @swarm.command("create")
-@cmdline.option("--name", required=True, help="A unique name for the swarm group.")
+@click.option("--name", required=True, help="A unique name for the swarm group.")
 @output_option
-@cmdline.pass_context
-def create(ctx: cmdline.Context, name: str, fmt: str) -> None:
+@click.pass_context
+def create(ctx: click.Context, name: str, fmt: str) -> None:
     """Create an empty swarm group; the first node added becomes its manager."""
     emit(api(ctx).request("POST", "/v1/swarms", {"name": name}), fmt, SWARM_COLUMNS)
 
 
 @swarm.command("add-node")
-@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@cmdline.option("--node", "node_ref", required=True, help="Node id or name.")
-@cmdline.option("--role", type=cmdline.Choice(["manager", "worker"]), default=None,
+@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.",
+              shell_complete=complete_swarm)
+@click.option("--node", "node_ref", required=True, help="Node id or name.",
+              shell_complete=complete_node)
+@click.option("--role", type=click.Choice(["manager", "worker"]), default=None,
                 help="Default: manager for the first node, worker after that.")
 @output_option
-@cmdline.pass_context
-def add_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, role: str | None,
+@click.pass_context
+def add_node(ctx: click.Context, swarm_ref: str, node_ref: str, role: str | None,
              fmt: str) -> None:
     """Add a node (it needs a Docker Engine): `swarm init` or `swarm join` on the node."""
     body = {"node": node_ref, **({"role": role} if role else {})}
@@ -41,13 +44,15 @@ def add_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, role: str | No
 
 
 @swarm.command("remove-node")
-@cmdline.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.")
-@cmdline.option("--node", "node_ref", required=True, help="Node id or name.")
-@cmdline.option("--force", is_flag=True,
+@click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.",
+              shell_complete=complete_swarm)
+@click.option("--node", "node_ref", required=True, help="Node id or name.",
+              shell_complete=complete_node)
+@click.option("--force", is_flag=True,
                 help="Also remove the last manager while other members remain.")
 @output_option
-@cmdline.pass_context
-def remove_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, force: bool,
+@click.pass_context
+def remove_node(ctx: click.Context, swarm_ref: str, node_ref: str, force: bool,
                 fmt: str) -> None:
     """The node leaves the swarm; the manager forgets it (`docker node rm`)."""
     query = "?force=true" if force else ""
@@ -58,8 +63,8 @@ def remove_node(ctx: cmdline.Context, swarm_ref: str, node_ref: str, force: bool
 
 @swarm.command("list")
 @output_option
-@cmdline.pass_context
-def list_swarms(ctx: cmdline.Context, fmt: str) -> None:
+@click.pass_context
+def list_swarms(ctx: click.Context, fmt: str) -> None:
     """List swarm groups."""
     data = api(ctx).request("GET", "/v1/swarms")
     if fmt == "json":
@@ -70,25 +75,25 @@ def list_swarms(ctx: cmdline.Context, fmt: str) -> None:
 
 
 @swarm.command("describe")
-@cmdline.argument("swarm_ref")
+@click.argument("swarm_ref", metavar="SWARM", shell_complete=complete_swarm)
 @output_option
-@cmdline.pass_context
-def describe(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
+@click.pass_context
+def describe(ctx: click.Context, swarm_ref: str, fmt: str) -> None:
     """Show a swarm and its members as the manager's Docker reports them."""
     _show(api(ctx, timeout=60).request("GET", f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
 
 
 @swarm.command("delete")
-@cmdline.argument("swarm_ref")
+@click.argument("swarm_ref", metavar="SWARM", shell_complete=complete_swarm)
 @output_option
-@cmdline.pass_context
-def delete(ctx: cmdline.Context, swarm_ref: str, fmt: str) -> None:
+@click.pass_context
+def delete(ctx: click.Context, swarm_ref: str, fmt: str) -> None:
     """Every member leaves the swarm (its stacks go with it); the group is removed."""
     data = api(ctx, timeout=150).request("DELETE", f"/v1/swarms/{_seg(swarm_ref)}")
     if fmt == "json":
         emit(data, fmt)
         return
-    cmdline.echo(f"swarm {safe(data['name'])} ({safe(data['id'])}) deleted")
+    click.echo(f"swarm {safe(data['name'])} ({safe(data['id'])}) deleted")
 
 
 def _show(data: dict, fmt: str) -> None:
@@ -97,6 +102,6 @@ def _show(data: dict, fmt: str) -> None:
         return
     emit({**data, "members": len(data.get("nodes", []))}, fmt,
          ["id", "name", "status", "manager", "members"])
-    cmdline.echo("")
+    click.echo("")
     emit(data.get("nodes", []), fmt, MEMBER_COLUMNS)
 

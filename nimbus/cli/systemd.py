@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from nimbus.cli import cmdline
+import click
+
 from nimbus.errors import ConfigError
 
 UNIT_DIR = Path("/etc/systemd/system")
@@ -133,7 +134,7 @@ def install_unit(spec: UnitSpec, dry_run: bool, start: bool) -> None:
     """
     unit = render_unit(spec)
     if dry_run:
-        cmdline.echo(unit, nl=False)
+        click.echo(unit, nl=False)
         return
     if not systemd_running() or not UNIT_DIR.is_dir():
         raise ConfigError("systemd is not running on this machine; nothing was installed "
@@ -159,7 +160,7 @@ def install_unit(spec: UnitSpec, dry_run: bool, start: bool) -> None:
         raise
     service = spec.name.removesuffix(".service")
     if start:
-        cmdline.echo(f"installed {path}; enabled and started (systemctl status {service})")
+        click.echo(f"installed {path}; enabled and started (systemctl status {service})")
     else:
-        cmdline.echo(f"installed {path} and enabled it (starts at boot); start it now with: "
+        click.echo(f"installed {path} and enabled it (starts at boot); start it now with: "
                      f"systemctl start {service}")

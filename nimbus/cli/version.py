@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import click
+
 from nimbus import __version__
-from nimbus.cli import cmdline
-from nimbus.cli.context import config_file
+from nimbus.cli.context import cli_config_file
 from nimbus.cli.output import emit, output_option
 from nimbus.errors import NimbusError
 
 
-@cmdline.command()
+@click.command()
 @output_option
-@cmdline.pass_context
-def version(ctx: cmdline.Context, fmt: str) -> None:
+@click.pass_context
+def version(ctx: click.Context, fmt: str) -> None:
     """Print the client version, the Python and platform it runs on, and the server's
     version when a config exists."""
     from nimbus.cli.context import api
@@ -23,8 +24,7 @@ def version(ctx: cmdline.Context, fmt: str) -> None:
 
     info: dict[str, Any] = {"client": __version__, "python": describe_python(),
                             "platform": describe_platform()}
-    root = ctx.find_root().obj or {}
-    if os.path.exists(config_file(root.get("config_path"))):
+    if os.path.exists(cli_config_file(ctx)):
         try:
             info["server"] = api(ctx, auth=False).request("GET", "/v1/version")["version"]
         except NimbusError as exc:

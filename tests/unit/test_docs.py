@@ -6,10 +6,10 @@ import dataclasses
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 from nimbus import config
-from nimbus.cli.cmdline import Group
 from nimbus.cli.main import COMMANDS, cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,11 +77,11 @@ def test_readme_lists_every_command_and_subcommand():
     block = _commands_block()
     missing = []
     for name in COMMANDS:
-        command = cli.get_command(name)
+        command = cli.get_command(click.Context(cli), name)
         if f"nimbus {name}" not in block:
             missing.append(name)
-        if isinstance(command, Group):
-            for sub in command.list_commands():
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(click.Context(command)):
                 line = next((ln for ln in block.splitlines()
                              if ln.startswith(f"nimbus {name} ")), None)
                 lines = [ln for ln in block.splitlines() if f"nimbus {name}" in ln]
@@ -93,8 +93,9 @@ def test_readme_lists_every_command_and_subcommand():
 def test_readme_lists_every_option_of_the_lab_and_install_commands():
     block = _commands_block()
     for group, sub in (("lab", "up"), ("serve", "install"), ("agent", "install")):
-        command = cli.get_command(group).get_command(sub)
-        for param in command.options:
+        noun = cli.get_command(click.Context(cli), group)
+        command = noun.get_command(click.Context(noun), sub)
+        for param in command.params:
             for opt in param.opts:
                 if opt.startswith("--") and opt != "--help":
                     assert opt in block, f"README lacks `nimbus {group} {sub} {opt}`"
