@@ -91,7 +91,7 @@ def run_agent(settings: cfg.AgentConfig, explicit: dict[str, Any], join: bool,
         text = enroll.read_token(token, token_file, sys.stdin)
         if token:
             click.echo("warning: --token is visible to other users in the process list; "
-                         "use --token-file next time", err=True)
+                       "use --token-file next time", err=True)
         try:
             config, wireguard = enroll.join(text, settings, api_url, files)
         except Unauthorized as exc:  # the join was refused: spent, expired or wrong token
@@ -153,5 +153,5 @@ def install(ctx: click.Context, dry_run: bool, config_file: str | None, data_dir
     holder = AgentFiles(Path(unit_data)).lock_holder()
     if holder and not dry_run:
         click.echo(f"note: an agent already runs on {unit_data} (pid {holder}); the service "
-                     "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
+                   "waits for it: stop it (Ctrl-C) and the service takes over", err=True)
     install_unit(spec, dry_run, start)

@@ -11,7 +11,7 @@ from nimbus.cli.doctor import data_dir_option, resolve_data_dir
 
 @click.command()
 @click.option("--output", "output_file", required=True, type=click.Path(dir_okay=False),
-                help="Archive to write (0600; holds the CA and every key: keep it secret).")
+              help="Archive to write (0600; holds the CA and every key: keep it secret).")
 @data_dir_option
 def backup(output_file: str, data_dir: str | None, server_config: str | None) -> None:
     """Take a consistent snapshot of the data dir, also while `nimbus serve` runs."""
@@ -20,12 +20,12 @@ def backup(output_file: str, data_dir: str | None, server_config: str | None) ->
     source = resolve_data_dir(data_dir, server_config)
     manifest = archive.create(source, Path(output_file))
     click.echo(f"backup of {source} written to {output_file} (0600): "
-                 f"{archive.describe(manifest)}")
+               f"{archive.describe(manifest)}")
 
 
 @click.command()
 @click.option("--input", "input_file", required=True,
-                type=click.Path(dir_okay=False, exists=True), help="Archive from nimbus backup.")
+              type=click.Path(dir_okay=False, exists=True), help="Archive from nimbus backup.")
 @click.option("--data-dir", required=True, help="Directory to restore into (new or empty).")
 def restore(input_file: str, data_dir: str) -> None:
     """Restore a backup into a new data dir, then check it as `nimbus doctor` does."""
@@ -40,4 +40,4 @@ def restore(input_file: str, data_dir: str) -> None:
     if problems:
         raise ConfigError(f"restored into {data_dir}, but it has {len(problems)} problem(s)")
     click.echo(f"restored {archive.describe(manifest)} into {data_dir}; start the server "
-                 f"with data_dir = {data_dir}")
+               f"with data_dir = {data_dir}")

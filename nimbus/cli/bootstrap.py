@@ -16,11 +16,11 @@ from nimbus.store.files import write_private
 
 @click.command()
 @click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
-                help="Control-plane data dir (local bootstrap).")
+              help="Control-plane data dir (local bootstrap).")
 @click.option("--server-config", type=click.Path(dir_okay=False), default=None,
-                help="Server config to read the API address from (local bootstrap).")
+              help="Server config to read the API address from (local bootstrap).")
 @click.option("--output", "output_file", type=click.Path(dir_okay=False), default=None,
-                help="Also write the connection config to FILE (0600).")
+              help="Also write the connection config to FILE (0600).")
 @click.option("--api-url", default=None, help="Bootstrap a remote control plane at URL.")
 @secret_options("bootstrap-secret", "one-time secret from the control-plane host",
                 envvar="NIMBUS_BOOTSTRAP_SECRET")
@@ -44,7 +44,7 @@ def bootstrap(data_dir: str | None, server_config: str | None, output_file: str 
         click.echo(f"access key: {result['access_key']}")
         click.echo(f"secret key: {result['secret_key']}")  # SECURITY: shown once, by design
         click.echo(f"connection config written to {output_file} (0600); next: "
-                     f"nimbus configure --from {output_file}")
+                   f"nimbus configure --from {output_file}")
     else:
         click.echo(json.dumps(connection, indent=2))  # SECURITY: the one-time credentials
     # Only now does the operator have the credential; until here a re-run redoes bootstrap.

@@ -23,16 +23,16 @@ from nimbus.errors import BadRequest, ConfigError, Forbidden
 
 @click.command()
 @click.option("--from", "from_file", metavar="FILE|-", default=None,
-                help="A connection config written by `nimbus bootstrap` or `iam create-key`.")
+              help="A connection config written by `nimbus bootstrap` or `iam create-key`.")
 @click.option("--api-url", default=None, help="API URL, https://HOST[:PORT] (overrides --from).")
 @click.option("--access-key", default=None, help="Access key (omit for password-only users).")
 @secret_options("secret-key", "secret key", envvar="NIMBUS_SECRET_KEY")
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
-                help="CA certificate file of the control plane (skips the fingerprint check).")
+              help="CA certificate file of the control plane (skips the fingerprint check).")
 @click.option("--ca-fingerprint", default=None, metavar="SHA256:…",
-                help="Trust the CA fetched from the server only if it has this fingerprint.")
+              help="Trust the CA fetched from the server only if it has this fingerprint.")
 @click.option("--offline", is_flag=True,
-                help="Do not call the server (then --tls-ca or --from with a CA is needed).")
+              help="Do not call the server (then --tls-ca or --from with a CA is needed).")
 @click.pass_context
 def configure(ctx: click.Context, from_file: str | None, api_url: str | None,
               access_key: str | None,
@@ -68,10 +68,10 @@ def configure(ctx: click.Context, from_file: str | None, api_url: str | None,
     path = config_path(root_option(ctx, "config_path"))
     _save(path, data)
     click.echo(f"saved CLI config to {path} (API {data['api_url']}, CA "
-                 f"{trust.fingerprint(data['tls_ca'])})")
+               f"{trust.fingerprint(data['tls_ca'])})")
     if not data.get("access_key"):
         click.echo("no access key: log in with `nimbus iam login --username USER` and run the "
-                     "`export NIMBUS_TOKEN=…` line it prints")
+                   "`export NIMBUS_TOKEN=…` line it prints")
 
 
 def _from_file(path: str) -> dict[str, Any]:
@@ -117,9 +117,9 @@ def _confirmed_ca(api_url: str, expected: str | None) -> str:
                           "--tls-ca FILE or --ca-fingerprint (compare with the control-plane "
                           "host's; see docs/configuration.md)")
     click.echo(f"The control plane at {api_url} presents this CA:\n"
-                 f"  {shown}\n  {trust.hex_fingerprint(pem)}\n"
-                 "Compare it on the control-plane host with:\n"
-                 "  openssl x509 -in /var/lib/nimbus/ca.crt -noout -fingerprint -sha256", err=True)
+               f"  {shown}\n  {trust.hex_fingerprint(pem)}\n"
+               "Compare it on the control-plane host with:\n"
+               "  openssl x509 -in /var/lib/nimbus/ca.crt -noout -fingerprint -sha256", err=True)
     if not click.confirm("Trust this CA?", default=False, err=True):
         raise Forbidden("CA not trusted; nothing was saved")
     return pem

@@ -12,9 +12,9 @@ import click
 def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data-dir, or the data_dir of the server config (default /etc/nimbus/api.toml)."""
     fn = click.option("--server-config", type=click.Path(dir_okay=False), default=None,
-                        help="Server config to read data_dir from.")(fn)
+                      help="Server config to read data_dir from.")(fn)
     return click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
-                          help="Control-plane data dir.")(fn)
+                        help="Control-plane data dir.")(fn)
 
 
 def resolve_data_dir(data_dir: str | None, server_config: str | None) -> Path:

@@ -53,7 +53,7 @@ def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
 @click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
-                help="Write a ready connection config with the new key to FILE (0600) instead "
+              help="Write a ready connection config with the new key to FILE (0600) instead "
                      "of printing the secret.")
 @output_option
 @click.pass_context
@@ -82,8 +82,8 @@ def create_key(ctx: click.Context, user_id: str, current_password: str | None,
     emit({**shown, "config_file": str(target)}, fmt)
     if fmt != "json":
         click.echo(f"connection config written to {target} (0600); use it with "
-                     f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
-                     err=True)
+                   f"`nimbus --config {target} …` or `nimbus configure --from {target}`",
+                   err=True)
 
 
 @iam.command("list-keys")

@@ -24,18 +24,18 @@ def _open(lab_id: str | None):  # -> Lab (imported lazily)
     chosen = resolve_id(lab_id, newest=True)
     if lab_id is None and len(others := [i for i in all_labs() if i != chosen]) > 0:
         click.echo(f"using lab {chosen}, the newest (also: {', '.join(others)}; "
-                     "choose with --id)", err=True)
+                   "choose with --id)", err=True)
     return Lab(chosen)
 
 
 @lab.command("up")
 @click.option("--nodes", type=click.IntRange(1, 240), default=3, show_default=True,
-                help="Number of nodes to join.")
+              help="Number of nodes to join.")
 @click.option("--id", "lab_id", default=None, help="Lab id, 1-8 of [a-z0-9] (default random).")
 @click.option("--keep-on-failure", is_flag=True,
-                help="Leave a half-built lab in place for debugging (remove with `lab down`).")
+              help="Leave a half-built lab in place for debugging (remove with `lab down`).")
 @click.option("--docker", is_flag=True,
-                help="Also run a dockerd per node with a local busybox image (docs/workloads.md).")
+              help="Also run a dockerd per node with a local busybox image (docs/workloads.md).")
 def up(nodes: int, lab_id: str | None, keep_on_failure: bool, docker: bool) -> None:
     """Build a lab: namespaces, `nimbus serve`, N joined agents; print nodes and pings."""
     from nimbus.lab import netns
@@ -58,21 +58,21 @@ def up(nodes: int, lab_id: str | None, keep_on_failure: bool, docker: bool) -> N
                        f"{lab_id}` or pick another --id")
     if existing:
         click.echo(f"note: lab(s) {', '.join(existing)} already exist; this makes another lab, "
-                     f"{lab_id}; commands without --id now use it (the newest)", err=True)
+                   f"{lab_id}; commands without --id now use it (the newest)", err=True)
     the_lab = Lab(lab_id)
     try:
         times = the_lab.up(nodes, echo=lambda s: click.echo(s, err=True), docker=docker)
     except BaseException:
         if keep_on_failure:
             click.echo(f"kept the failed lab; logs in {the_lab.dir / 'logs'}; "
-                         f"remove it with: nimbus lab down --id {lab_id}", err=True)
+                       f"remove it with: nimbus lab down --id {lab_id}", err=True)
         else:
             click.echo(f"lab up failed; removing lab {lab_id} (logs: use --keep-on-failure "
-                         "to keep them)", err=True)
+                       "to keep them)", err=True)
             the_lab.down()
         raise
     click.echo(f"lab {lab_id} is up: control plane in {times['control_plane']:.1f}s, "
-                 f"{nodes} node(s) ready {times['join_to_ready']:.1f}s after joining\n")
+               f"{nodes} node(s) ready {times['join_to_ready']:.1f}s after joining\n")
     _print_nodes(the_lab)
     _print_pings(the_lab, retry_for=15)
     click.echo(f"\nnext: nimbus lab cli -- node list    |    nimbus lab down --id {lab_id}")
@@ -81,7 +81,7 @@ def up(nodes: int, lab_id: str | None, keep_on_failure: bool, docker: bool) -> N
 def _print_nodes(the_lab) -> None:
     rows = the_lab.status()["nodes"]
     click.echo(table(rows, ["name", "id", "status", "underlay_ip", "wireguard_ip", "netns",
-                              "interface"]))
+                            "interface"]))
 
 
 def _print_pings(the_lab, retry_for: float) -> bool:
@@ -92,7 +92,7 @@ def _print_pings(the_lab, retry_for: float) -> bool:
     matrix = the_lab.ping(members, retry_for=retry_for)
     ok = all(matrix.values())
     click.echo(f"\noverlay ping matrix (ping -c1 -W1, from inside each namespace): "
-                 f"{sum(matrix.values())}/{len(matrix)} ok")
+               f"{sum(matrix.values())}/{len(matrix)} ok")
     click.echo(format_matrix(members, matrix))
     return ok
 
@@ -108,9 +108,9 @@ def status(lab_id: str | None, fmt: str) -> None:
         return
     cp = data["control_plane"]
     click.echo(f"lab {data['lab_id']}: control plane {cp['status']} in {cp['netns']} "
-                 f"({cp['interface']} {cp['wireguard_ip']}, API {cp['api_url']})")
+               f"({cp['interface']} {cp['wireguard_ip']}, API {cp['api_url']})")
     click.echo(table(data["nodes"], ["name", "id", "status", "underlay_ip", "wireguard_ip",
-                                       "netns", "interface"]) if data["nodes"] else "(no nodes)")
+                                     "netns", "interface"]) if data["nodes"] else "(no nodes)")
 
 
 @lab.command("ping")

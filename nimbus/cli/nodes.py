@@ -27,7 +27,7 @@ def node() -> None:
 
 @node.command("add")
 @click.option("--get-token", is_flag=True, hidden=True,
-                help="Accepted for compatibility: the token is always printed.")
+              help="Accepted for compatibility: the token is always printed.")
 @click.option("--ip", "ip_address", required=True, help="The node's public/LAN IP address.")
 @click.option("--name", default=None, help="A unique name (default derived from the ID).")
 @output_option
@@ -56,7 +56,7 @@ def _print_join(data: dict, fmt: str, what: str) -> None:
         return
     n = data["node"]
     click.echo(f"node {safe(n['id'])} ({safe(n['name'])}) {what}, overlay IP "
-                 f"{safe(str(n['wireguard_ip']))}", err=True)
+               f"{safe(str(n['wireguard_ip']))}", err=True)
     click.echo("join it on the node with:  nimbus agent --join --token-file FILE", err=True)
     click.echo(data["join_token"])  # SECURITY: the one-time token is what was asked for
 
@@ -106,7 +106,7 @@ def undrain(ctx: click.Context, node_id: str, fmt: str) -> None:
 @node.command("delete")
 @click.argument("node_id", metavar="NODE", shell_complete=complete_node)
 @click.option("--force", is_flag=True,
-                help="Delete even the last manager of a swarm that has other members.")
+              help="Delete even the last manager of a swarm that has other members.")
 @output_option
 @click.pass_context
 def delete(ctx: click.Context, node_id: str, force: bool, fmt: str) -> None:

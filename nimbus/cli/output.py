@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def output_option(fn: F) -> F:
     return click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]),
-                          default="table", show_default=True, help="Output format.")(fn)
+                        default="table", show_default=True, help="Output format.")(fn)
 
 
 # SECURITY: C0/C1 controls, DEL, and bidi/zero-width format characters would let a

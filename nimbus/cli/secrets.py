@@ -32,10 +32,10 @@ def secret_options(name: str, help_text: str, envvar: str | None = None,
 
     def decorate(fn: F) -> F:
         fn = click.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
-                            help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
+                          help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
         return click.option(f"--{name}", dest, default=None, metavar="VALUE",
-                              help=f"The {help_text} (visible in ps and shell history: prefer "
-                                   f"{prefer}).")(fn)
+                            help=f"The {help_text} (visible in ps and shell history: prefer "
+                                 f"{prefer}).")(fn)
     return decorate
 
 
@@ -54,8 +54,8 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
         raise ConfigError(f"give either {flag} or {flag}-file, not both")
     if value is not None:
         click.echo(f"warning: {flag} on the command line is visible in ps and shell history; "
-                     f"use {flag}-file, {envvar + ', ' if envvar else ''}or the prompt",
-                     err=True)
+                   f"use {flag}-file, {envvar + ', ' if envvar else ''}or the prompt",
+                   err=True)
         return _non_empty(value, label)
     if file is not None:
         return _non_empty(_read_file(file, stdin, flag), label)

@@ -32,7 +32,7 @@ def create(ctx: click.Context, name: str, fmt: str) -> None:
 @click.option("--node", "node_ref", required=True, help="Node id or name.",
               shell_complete=complete_node)
 @click.option("--role", type=click.Choice(["manager", "worker"]), default=None,
-                help="Default: manager for the first node, worker after that.")
+              help="Default: manager for the first node, worker after that.")
 @output_option
 @click.pass_context
 def add_node(ctx: click.Context, swarm_ref: str, node_ref: str, role: str | None,
@@ -49,7 +49,7 @@ def add_node(ctx: click.Context, swarm_ref: str, node_ref: str, role: str | None
 @click.option("--node", "node_ref", required=True, help="Node id or name.",
               shell_complete=complete_node)
 @click.option("--force", is_flag=True,
-                help="Also remove the last manager while other members remain.")
+              help="Also remove the last manager while other members remain.")
 @output_option
 @click.pass_context
 def remove_node(ctx: click.Context, swarm_ref: str, node_ref: str, force: bool,

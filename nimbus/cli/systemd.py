@@ -163,4 +163,4 @@ def install_unit(spec: UnitSpec, dry_run: bool, start: bool) -> None:
         click.echo(f"installed {path}; enabled and started (systemctl status {service})")
     else:
         click.echo(f"installed {path} and enabled it (starts at boot); start it now with: "
-                     f"systemctl start {service}")
+                   f"systemctl start {service}")
