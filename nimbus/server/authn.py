@@ -14,6 +14,8 @@ from nimbus.server import iam
 from nimbus.server.replay import NonceCache
 from nimbus.server.state import State
 
+SIGNATURE_HEADERS = ("HTTP_X_ACCESS_KEY", "HTTP_X_TIMESTAMP", "HTTP_X_NONCE", "HTTP_X_SIGNATURE")
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -42,8 +44,7 @@ class Authenticator:
 
     def operator(self, environ: dict[str, Any], body: bytes) -> Principal:
         authz = environ.get("HTTP_AUTHORIZATION", "")
-        if authz and any(f"HTTP_X_{h}" in environ for h in ("ACCESS_KEY", "TIMESTAMP", "NONCE",
-                                                            "SIGNATURE")):
+        if authz and any(h in environ for h in SIGNATURE_HEADERS):
             # SECURITY: one credential per request; never pick one and ignore the other.
             raise Unauthorized("send either a bearer token or a signature, not both")
         if authz:

@@ -55,18 +55,20 @@ def list_nodes(state: State) -> list[dict[str, Any]]:
 
 
 def listing_json(state: State) -> bytes:
-    """list_nodes() as JSON, cached until a node, its heartbeat data or a status changes.
+    """The response body of GET /v1/nodes, `{"data": list_nodes()}` as JSON, cached until a
+    node, its heartbeat data or a status changes.
 
     Operators and dashboards poll the listing far more often than it changes (the cost
     is in docs/performance.md). The cache is exact: it is keyed on the nodes snapshot and
-    the runtime version, and expires when the first ready node would turn offline.
+    the runtime version, and expires when the first ready node would turn offline. It holds
+    the whole envelope, so a hit copies nothing (two 50 KB copies with 100 nodes).
     """
     nodes, rt, now = state.store.read("nodes"), state.runtime, state.stamps.monotonic()
     version = rt.version  # read before building: the body is at least this new
     cached = state.node_listing
     if cached and cached[0] is nodes and cached[1] == version and now < cached[2]:
         return cached[3]
-    body = json.dumps(list_nodes(state), separators=(",", ":")).encode()
+    body = json.dumps({"data": list_nodes(state)}, separators=(",", ":")).encode()
     limit = OFFLINE_AFTER_INTERVALS * state.config.heartbeat_interval_sec
     expires = now + 60.0
     for node in nodes.values():

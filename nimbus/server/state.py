@@ -50,7 +50,7 @@ class State:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # The control plane's own WireGuard interface while `nimbus serve` runs it, else None.
     tunnel: ControlPlaneTunnel | None = None
-    # nodes.listing_json's cache: (nodes snapshot, runtime version, expires at, JSON).
+    # nodes.listing_json's cache: (nodes snapshot, runtime version, expires at, body).
     node_listing: tuple[Any, int, float, bytes] | None = None
 
     @property

@@ -75,10 +75,10 @@ def respond(status: int, data: Any, headers: dict[str, str] | None = None) -> bo
     return bottle.HTTPResponse(body=body, status=status, headers=hdrs)
 
 
-def respond_encoded(status: int, data_json: bytes) -> bottle.HTTPResponse:
-    """Like respond(), for `data` that is already JSON (a cached listing)."""
-    return bottle.HTTPResponse(body=b'{"data":' + data_json + b"}", status=status,
-                               headers=dict(JSON))
+def respond_encoded(status: int, body: bytes) -> bottle.HTTPResponse:
+    """Like respond(), for a whole `{"data": ...}` body that is already JSON (a cached
+    listing), sent as it is."""
+    return bottle.HTTPResponse(body=body, status=status, headers=dict(JSON))
 
 
 class _ThenIter:
@@ -133,8 +133,9 @@ class Router:
         environ = bottle.request.environ
         try:
             raw = read_body(environ)
-            ctx = Ctx(self.state, environ, {}, environ.get("REMOTE_ADDR", ""),
-                      query=dict(bottle.request.query))
+            ctx = Ctx(self.state, environ, {}, environ.get("REMOTE_ADDR", ""))
+            if environ.get("QUERY_STRING"):
+                ctx.query = dict(bottle.request.query)
             if auth in ("user", "admin"):
                 ctx.principal = self.authn.operator(environ, raw)
                 if auth == "admin":
