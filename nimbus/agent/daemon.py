@@ -98,6 +98,9 @@ class Agent:
         self._generation = 0
         self.renewal = RenewalSchedule(monotonic)
         self._state = files.load_state()
+        from nimbus.agent.logring import LogRing
+
+        self.log_ring = LogRing()  # attached while run() runs: `nimbus node logs` reads it
         self._load_cert_schedule()
         from nimbus.agent.membership import Membership
 
@@ -251,7 +254,8 @@ class Agent:
                           docker_host=self.config.docker_host,
                           data_dir=self.config.data_path,
                           overlay_ip=self.config.wg_ip if self.wireguard is not None else "",
-                          supervisor=self.supervisor, config=self.config)
+                          supervisor=self.supervisor, config=self.config,
+                          log_ring=self.log_ring)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():
@@ -301,6 +305,13 @@ class Agent:
 
     def run(self) -> None:
         """Run until `stop` is set (SIGTERM/SIGINT); threads are daemons, so exit is prompt."""
+        self.log_ring.attach()
+        try:
+            self._run()
+        finally:
+            self.log_ring.detach()
+
+    def _run(self) -> None:
         log.info("agent %s running for %s against %s (heartbeat every %ss, WireGuard %s)",
                  __version__, self.config.node_id, self.config.api_url,
                  self.config.heartbeat_interval_sec, "on" if self.wireguard else "off")

@@ -11,11 +11,13 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from typing import Any
 
 from nimbus.docker import compose as composefile
-from nimbus.docker import plan
+from nimbus.docker import inspect, plan
+from nimbus.docker import logs as logstream
 from nimbus.errors import NimbusError
 from nimbus.sysrun import CommandError, Runner
 
@@ -96,6 +98,37 @@ class DockerEngine:
                 msg = str(msg).replace(str(token), "<redacted>")
             raise DockerError(f"docker engine: {' '.join(str(msg).split())[:300]}")
         return data
+
+    def stream(self, path: str, seconds: float, max_bytes: int) -> bytes:
+        """The body of a streaming GET, read until it ends, `seconds` pass or `max_bytes`
+        arrived (a followed log never ends by itself)."""
+        log.debug("[#] docker api GET %s (stream, %.1fs)", path.split("?", 1)[0], seconds)
+        deadline = time.monotonic() + seconds
+        conn = _UnixConnection(self.socket_path, max(1.0, seconds))
+        buf = bytearray()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raw = resp.read(4096)
+                raise DockerError(f"docker engine: {_message(raw)}")
+            while len(buf) < max_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0 or conn.sock is None:
+                    break
+                conn.sock.settimeout(left)
+                try:
+                    chunk = resp.read1(65536)
+                except (OSError, http.client.HTTPException):
+                    break  # the deadline passed mid-read: what arrived is the answer
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as exc:
+            raise DockerError(f"docker engine at {self.host}: {exc}") from None
+        finally:
+            conn.close()
+        return bytes(buf)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -215,9 +248,57 @@ class DockerEngine:
                 raise
 
     def stack_services(self, name: str) -> list[dict[str, Any]]:
-        proc = self.docker(plan.stack_services_argv(name), check=False)
-        if proc.returncode != 0:
-            if "nothing found in stack" in (proc.stderr or "").lower():
-                return []
-            raise DockerError(f"docker stack services: {' '.join(proc.stderr.split())[:300]}")
-        return plan.parse_services(proc.stdout, name)
+        return self.stack_state(name)["services"]
+
+    def _stack_objects(self, name: str) -> tuple[list[Any], list[Any]]:
+        q = inspect.stack_filter(plan.check_stack_name(name))
+        return self.api("GET", f"/services?{q}") or [], self.api("GET", f"/tasks?{q}") or []
+
+    def stack_state(self, name: str) -> dict[str, Any]:
+        """{services: [{name, image, mode, running, desired}], tasks: [...]} of a stack."""
+        services, tasks = self._stack_objects(name)
+        hosts = inspect.hostnames(self.api("GET", "/nodes") or [])
+        return {"services": inspect.summarize(services, tasks, name),
+                "tasks": inspect.task_rows(tasks, services, hosts, name)}
+
+    def stack_logs(self, name: str, service: str | None, tail: int | None,
+                   since: str | None, follow_sec: float, budget: int) -> dict[str, Any]:
+        """The stack's log lines (every service at once, or one), newest within `budget`
+        bytes; with follow_sec > 0 the streams stay open that long for new lines."""
+        services, _ = self._stack_objects(name)
+        if service:
+            services = [s for s in services if (s.get("Spec") or {}).get("Name")
+                        == f"{name}_{service}"]
+            if not services:
+                raise DockerError(f"stack {name} has no service {service[:64]!r}")
+        query = logstream.query(tail, since, follow_sec > 0)
+        raw: dict[str, bytes] = {}
+
+        def read(svc: dict[str, Any]) -> None:
+            raw[svc["ID"]] = self.stream(f"/services/{svc['ID']}/logs?{query}",
+                                         follow_sec or 20.0, 4 * budget)
+
+        threads = [threading.Thread(target=read, args=(s,), daemon=True)
+                   for s in services[:inspect.MAX_SERVICES]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _, tasks = self._stack_objects(name)  # after reading: tasks started meanwhile too
+        by_id = {t.get("ID"): t for t in tasks}
+        hosts = inspect.hostnames(self.api("GET", "/nodes") or [])
+        lines: list[dict[str, Any]] = []
+        for svc in services:
+            frames, _ = logstream.demux(raw.get(svc["ID"], b""))
+            short = str((svc.get("Spec") or {}).get("Name", "")).removeprefix(f"{name}_")
+            lines += logstream.label(logstream.lines(frames), by_id, hosts, short)
+        kept, truncated = logstream.newest_within(lines, budget)
+        return {"lines": kept, "truncated": truncated}
+
+
+def _message(raw: bytes) -> str:
+    with contextlib.suppress(ValueError):
+        data = json.loads(raw)
+        if isinstance(data, dict) and data.get("message"):
+            return " ".join(str(data["message"]).split())[:300]
+    return " ".join(raw.decode(errors="replace").split())[:300]

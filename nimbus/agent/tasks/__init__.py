@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nimbus.agent.tasks import s3, swarm, volumes, wireguard
-from nimbus.agent.tasks.base import Handler, Probe, TaskContext
+from nimbus.agent.tasks import agent, s3, swarm, volumes, wireguard
+from nimbus.agent.tasks.base import MAX_OUTPUT, Handler, Probe, TaskContext
 
 __all__ = ["HANDLERS", "MODULES", "Handler", "TaskContext", "probe_tools", "run_task"]
 log = logging.getLogger("nimbus.agent.tasks")
-MAX_OUTPUT = 65536
-MODULES = (wireguard, swarm, volumes, s3)
+MODULES = (wireguard, swarm, volumes, s3, agent)
 
 
 def _noop(ctx: TaskContext, payload: dict[str, Any]) -> str:

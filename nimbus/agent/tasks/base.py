@@ -21,6 +21,10 @@ class TaskContext:
     data_dir: Path | None = None  # the agent's data dir: subsystems keep their state under it
     overlay_ip: str = ""  # this node's WireGuard IP ("" with --no-wireguard)
     config: Any = None  # the agent's AgentConfig (tool paths such as weed_path)
+    log_ring: Any = None  # the agent's own recent log lines (agent/logring.LogRing)
+
+
+MAX_OUTPUT = 65536  # characters of a task's output (wire.TASK_RESULT)
 
 
 # (ctx, payload) -> output text; raising marks the task failed. Handlers are idempotent:

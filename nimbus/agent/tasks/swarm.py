@@ -9,10 +9,15 @@ result (which seals them). Neither is logged: handlers log nothing of their payl
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from nimbus.agent.tasks.base import Handler, TaskContext
+from nimbus.agent.tasks.base import MAX_OUTPUT, Handler, TaskContext
+from nimbus.docker import logs as logstream
+from nimbus.docker import plan
 from nimbus.docker.engine import DockerEngine, DockerError
+
+MAX_FOLLOW_SEC = 5.0  # one round of a followed log; the control plane asks for the next
 
 
 def engine(ctx: TaskContext) -> DockerEngine:
@@ -69,7 +74,7 @@ def inspect(ctx: TaskContext, payload: dict[str, Any]) -> str:
     eng = engine(ctx)
     out: dict[str, Any] = {"nodes": eng.nodes()}
     if payload.get("stack"):
-        out["services"] = eng.stack_services(str(payload["stack"]))
+        out.update(eng.stack_state(str(payload["stack"])))
     return _result(**out)
 
 
@@ -86,6 +91,26 @@ def stack_rm(ctx: TaskContext, payload: dict[str, Any]) -> str:
     return _result(removed=payload.get("name"))
 
 
+def stack_logs(ctx: TaskContext, payload: dict[str, Any]) -> str:
+    """Log lines of a stack's services; SECURITY: they may hold secrets, so they are only
+    returned (mTLS), never logged here."""
+    name = plan.check_stack_name(str(payload.get("name", "")))
+    service = payload.get("service") or None
+    tail = payload.get("tail")
+    since = payload.get("since") or None
+    follow = payload.get("follow_sec") or 0
+    if not isinstance(follow, (int, float)) or isinstance(follow, bool):
+        raise ValueError("follow_sec must be a number")
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int)):
+        raise ValueError("tail must be a whole number")
+    now = time.time()
+    out = engine(ctx).stack_logs(
+        name, str(service) if service else None, tail,
+        logstream.since_arg(str(since), now) if since else None,
+        max(0.0, min(float(follow), MAX_FOLLOW_SEC)), MAX_OUTPUT - 4096)
+    return _result(now=f"{now:.9f}", **out)
+
+
 HANDLERS: dict[str, Handler] = {
     "swarm.init": init,
     "swarm.join": join,
@@ -95,4 +120,5 @@ HANDLERS: dict[str, Handler] = {
     "swarm.inspect": inspect,
     "stack.deploy": stack_deploy,
     "stack.rm": stack_rm,
+    "stack.logs": stack_logs,
 }
