@@ -87,7 +87,7 @@ def hostnames(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 # -- the control plane's side: reports are untrusted --------------------------------------
 
-def _text(value: Any, limit: int) -> str:
+def clean_text(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else ""
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
@@ -107,7 +107,8 @@ def clean_services(report: Any) -> list[dict[str, Any]] | None:
     for s in report[:MAX_SERVICES]:
         if not isinstance(s, dict):
             continue
-        out.append({"name": _text(s.get("name"), 128), "image": _text(s.get("image"), 256),
+        out.append({"name": clean_text(s.get("name"), 128),
+                    "image": clean_text(s.get("image"), 256),
                     "mode": "global" if s.get("mode") == "global" else "replicated",
                     "running": count(s.get("running")), "desired": count(s.get("desired"))})
     return out
@@ -120,12 +121,14 @@ def clean_tasks(report: Any) -> list[dict[str, Any]] | None:
     for t in report[:MAX_TASKS]:
         if not isinstance(t, dict):
             continue
-        out.append({"service": _text(t.get("service"), 128), "replica": count(t.get("replica")),
-                    "node": _text(t.get("node"), 128),
-                    "swarm_node_id": _text(t.get("swarm_node_id"), 64),
+        out.append({"service": clean_text(t.get("service"), 128),
+                    "replica": count(t.get("replica")),
+                    "node": clean_text(t.get("node"), 128),
+                    "swarm_node_id": clean_text(t.get("swarm_node_id"), 64),
                     "desired": _state(t.get("desired")), "state": _state(t.get("state")),
-                    "error": _text(t.get("error"), 300), "since": _text(t.get("since"), 40),
-                    "id": _text(t.get("id"), 64)})
+                    "error": clean_text(t.get("error"), 300),
+                    "since": clean_text(t.get("since"), 40),
+                    "id": clean_text(t.get("id"), 64)})
     return out
 
 
@@ -139,8 +142,8 @@ def clean_log_line(line: Any) -> dict[str, Any] | None:
         return None
     text = line.get("text") if isinstance(line.get("text"), str) else ""
     text = "".join(c if c.isprintable() or c == "\t" else "?" for c in text[:8192])
-    return {"time": _text(line["time"], 40), "service": _text(line.get("service"), 128),
-            "replica": count(line.get("replica")), "node": _text(line.get("node"), 128),
-            "swarm_node_id": _text(line.get("node_id"), 64),
-            "task_id": _text(line.get("task_id"), 64),
+    return {"time": clean_text(line["time"], 40), "service": clean_text(line.get("service"), 128),
+            "replica": count(line.get("replica")), "node": clean_text(line.get("node"), 128),
+            "swarm_node_id": clean_text(line.get("node_id"), 64),
+            "task_id": clean_text(line.get("task_id"), 64),
             "stream": "stderr" if line.get("stream") == "stderr" else "stdout", "text": text}

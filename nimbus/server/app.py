@@ -6,11 +6,23 @@ import json
 
 import bottle
 
-from nimbus.server.api import iam, internal, meta, nodes, ops, routing, s3, swarm, volumes
+from nimbus.server.api import (
+    iam,
+    internal,
+    meta,
+    nodelogs,
+    nodes,
+    ops,
+    routing,
+    s3,
+    swarm,
+    volumes,
+)
 from nimbus.server.authn import Authenticator
 from nimbus.server.state import State
 
-API_MODULES = (meta, iam, nodes, internal, ops, swarm, s3, volumes)  # each has register(router)
+# each has register(router)
+API_MODULES = (meta, iam, nodes, internal, ops, swarm, s3, volumes, nodelogs)
 
 
 def create_app(state: State) -> bottle.Bottle:

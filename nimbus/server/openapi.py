@@ -12,6 +12,7 @@ from typing import Any
 
 from nimbus import __version__, wire
 from nimbus.server.api import iam as iam_api
+from nimbus.server.api import nodelogs as nodelogs_api
 from nimbus.server.api import nodes as nodes_api
 from nimbus.server.api import s3 as s3_api
 from nimbus.server.api import swarm as swarm_api
@@ -254,6 +255,45 @@ def _workload_paths() -> dict[str, dict[str, Schema]]:
                        params=[_ref("name")], tag="swarm"),
             "delete": _op("Remove a compose service", OPERATOR, (401, 403, 404, 409),
                           ANY_OBJECT, params=[_ref("name")], tag="swarm")},
+        **_day2_paths(),
+    }
+
+
+def _day2_paths() -> dict[str, dict[str, Schema]]:
+    """Scale, stop, start and logs of stacks; an agent's own logs (docs/workloads.md)."""
+    name, admin = [_ref("name")], (401, 403, 404, 409)
+    fetch = {"name": "fetch_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": r"^fetch-[0-9a-f]{24}$"}}
+    cursor = {"name": "cursor", "in": "query", "required": False,
+              "schema": {"type": "integer", "minimum": 0}}
+    read = {"type": "object", "required": ["id", "lines", "cursor", "done"], "properties": {
+        "id": {"type": "string"}, "lines": {"type": "array"}, "cursor": {"type": "integer"},
+        "done": {"type": "boolean"}, "error": {"type": "string"},
+        "truncated": {"type": "boolean"}, "dropped": {"type": "integer"}}}
+    read_op = {**_op("Lines of a log read after the cursor (answers at once)", OPERATOR,
+                     (401, 403, 404), read, tag="swarm"), "parameters": [*name, fetch, cursor]}
+    return {
+        "/v1/services/{name}/scale": {"post": _op(
+            "Set replica counts of services", OPERATOR, admin, ANY_OBJECT,
+            body(swarm_api.SCALE_SCHEMA), name, tag="swarm")},
+        "/v1/services/{name}/stop": {"post": _op(
+            "Stop every service (0 replicas, stack kept)", OPERATOR, admin, ANY_OBJECT,
+            params=name, tag="swarm")},
+        "/v1/services/{name}/start": {"post": _op(
+            "Start a stopped stack again", OPERATOR, admin, ANY_OBJECT, params=name,
+            tag="swarm")},
+        "/v1/services/{name}/logs": {"post": _op(
+            "Open a read of the stack's container output", OPERATOR, (201, *admin, 429),
+            ANY_OBJECT, body(swarm_api.LOGS_SCHEMA), name, tag="swarm")},
+        "/v1/services/{name}/logs/{fetch_id}": {
+            "get": read_op,
+            "delete": {**_op("Close a log read", OPERATOR, (401, 403), ANY_OBJECT, tag="swarm"),
+                       "parameters": [*name, fetch]}},
+        "/v1/nodes/{ref}/logs": {"post": _op(
+            "Open a read of an agent's own recent log lines", OPERATOR, (201, *admin, 429),
+            ANY_OBJECT, body(nodelogs_api.SCHEMA), [_ref("ref")], tag="nodes")},
+        "/v1/nodes/{ref}/logs/{fetch_id}": {"get": {**read_op, "parameters": [
+            _ref("ref"), fetch, cursor]}},
     }
 
 

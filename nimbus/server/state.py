@@ -19,6 +19,7 @@ from nimbus.security.secretbox import SecretBox
 from nimbus.server.audit import AuditLog
 from nimbus.server.ca import KeyMaterial
 from nimbus.server.clock import Stamps
+from nimbus.server.fetches import Fetches
 from nimbus.server.longpoll import Waiters
 from nimbus.server.metrics import Metrics
 from nimbus.server.ratelimit import LoginThrottle
@@ -48,6 +49,7 @@ class State:
     # wall clock); open_state builds it on the same clocks.
     stamps: Stamps = field(default_factory=Stamps)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    fetches: Fetches = field(default_factory=Fetches)  # log lines on their way to a reader
     # The control plane's own WireGuard interface while `nimbus serve` runs it, else None.
     tunnel: ControlPlaneTunnel | None = None
     # nodes.listing_json's cache: (nodes snapshot, runtime version, expires at, body).

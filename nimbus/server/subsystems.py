@@ -6,7 +6,7 @@ subsystem is its package under `nimbus/server/` plus one entry here.
 
 from __future__ import annotations
 
-from nimbus.server import mesh, s3, swarm, volumes
+from nimbus.server import mesh, nodelogs, s3, swarm, volumes
 from nimbus.server.registry import Subsystem, check
 
 SUBSYSTEMS: tuple[Subsystem, ...] = check((
@@ -14,4 +14,5 @@ SUBSYSTEMS: tuple[Subsystem, ...] = check((
     swarm.SUBSYSTEM,
     s3.SUBSYSTEM,
     volumes.SUBSYSTEM,
+    nodelogs.SUBSYSTEM,
 ))

@@ -14,7 +14,7 @@ from typing import Any
 
 from nimbus.server.registry import Subsystem
 from nimbus.server.state import State
-from nimbus.server.swarm import groups, lifecycle, services
+from nimbus.server.swarm import groups, lifecycle, logs, services, views
 from nimbus.server.swarm import tasks as swarm_tasks
 
 
@@ -42,7 +42,8 @@ def _volume_users(state: State, volume: str) -> list[str]:
 
 SUBSYSTEM = Subsystem(
     name="swarm",
-    task_types=swarm_tasks.TASK_TYPES,
+    task_types=(*swarm_tasks.TASK_TYPES, *services.TASK_TYPES, *views.TASK_TYPES,
+                *logs.TASK_TYPES),
     check_node_delete=lifecycle.check_node_delete,
     node_deleted=lifecycle.node_deleted,
     queries={"swarm.resolve": _resolve, "swarm.exists": _exists, "swarm.members": _members,

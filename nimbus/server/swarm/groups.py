@@ -89,7 +89,8 @@ def create(state: State, name: str, actor: str) -> dict[str, Any]:
 
 
 def describe(state: State, ref: str) -> dict[str, Any]:
-    """The swarm, its members' state refreshed from the manager when it answers in time."""
+    """The swarm after an admin operation: its members refreshed from the manager when it
+    answers in time (reads go through views.describe_swarm, which never waits)."""
     s = find(state.store.read(COLLECTION), ref)
     if s.get("manager"):
         try:
@@ -101,16 +102,23 @@ def describe(state: State, ref: str) -> dict[str, Any]:
 
 
 def refresh(state: State, swarm_id: str, timeout: float) -> None:
+    """Inspect now and wait; the task's result hook (views) records what the manager saw."""
     s = state.store.read(COLLECTION)[swarm_id]
-    out = swarm_tasks.run(state, s["manager"], swarm_tasks.INSPECT, {"swarm_id": swarm_id},
-                          timeout)
-    seen = {n["swarm_node_id"]: {k: n.get(k) for k in
-                                 ("state", "availability", "engine_version", "role")}
-            for n in out.get("nodes", []) if isinstance(n, dict)}
-    with state.store.transaction(COLLECTION) as tx:
-        if swarm_id in tx[COLLECTION]:
-            tx[COLLECTION][swarm_id]["seen"] = seen
-            tx[COLLECTION][swarm_id]["refreshed_at"] = round(state.now(), 3)
+    swarm_tasks.run(state, s["manager"], swarm_tasks.INSPECT, {"swarm_id": swarm_id}, timeout)
+
+
+def ready_manager(state: State, s: dict[str, Any]) -> str:
+    """The node id of the swarm's manager; Conflict (one line) unless its agent is ready."""
+    manager = s.get("manager")
+    if not manager:
+        raise Conflict(f"swarm {s['name']} has no nodes yet: swarm add-node first")
+    node = state.store.read("nodes").get(manager)
+    status = nodes.public_node(state, node)["status"] if node else "deleted"
+    if status != "ready":
+        name = (node or {}).get("name") or manager
+        raise Conflict(f"swarm {s['name']} has no ready manager (its manager {name} is "
+                       f"{status}); bring its agent back or add another manager")
+    return str(manager)
 
 
 def _check_can_join(state: State, node: dict[str, Any]) -> None:

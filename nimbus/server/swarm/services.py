@@ -2,23 +2,29 @@
 
 A record (collection `services`, keyed by stack name — Docker's stack names are per swarm,
 Nimbus keeps them unique across swarms so `service describe NAME` needs no --swarm):
-    {name, swarm_id, compose, created_at, updated_at, services: [...], running, desired}
-The compose dict is stored as given; the overlay MTU is added when it is deployed.
+    {name, swarm_id, compose, env (sealed), env_keys, replicas: {svc: n}, stopped,
+     created_at, updated_at, services: [...], tasks: [...], refreshed_at}
+The compose dict is stored as the operator gave it. At delivery (`render_deploy`) it is
+substituted with the stack's env, given the scaled or stopped replica counts, and the
+overlay MTU is added on the manager. SECURITY: env values are sealed with the store key
+(bound to the stack name), opened only into that delivered payload, and never logged,
+audited (keys are) or echoed in an error.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nimbus.docker import compose as composefile
-from nimbus.docker import plan
+from nimbus.docker import envsubst, inspect, plan, replicas
 from nimbus.errors import BadRequest, Conflict, NotFound
+from nimbus.server import tasks
 from nimbus.server.state import State
 from nimbus.server.swarm import groups as swarm
 from nimbus.server.swarm import tasks as swarm_tasks
 
 COLLECTION = "services"
-INSPECT_TIMEOUT = 10.0
 
 
 def check_name(name: str) -> str:
@@ -35,20 +41,40 @@ def check_compose(compose: Any) -> dict[str, Any]:
         raise BadRequest(f"compose file: {exc}") from None
 
 
-def _get(state: State, name: str) -> dict[str, Any]:
+def check_env(env: Any) -> dict[str, str]:
+    try:
+        return envsubst.check_env(env)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def get(state: State, name: str) -> dict[str, Any]:
     rec = state.store.read(COLLECTION).get(name)
     if rec is None:
         raise NotFound(f"no service {name[:64]!r}")
     return rec
 
 
-def public(state: State, rec: dict[str, Any]) -> dict[str, Any]:
+def public(state: State, rec: dict[str, Any], with_tasks: bool = False) -> dict[str, Any]:
     s = state.store.read(swarm.COLLECTION).get(rec["swarm_id"]) or {}
     services = rec.get("services") or []
-    return {"name": rec["name"], "swarm": s.get("name") or rec["swarm_id"],
-            "swarm_id": rec["swarm_id"], "services": services, **plan.totals(services),
-            "status": _status(services), "created_at": rec["created_at"],
-            "updated_at": rec.get("updated_at")}
+    out = {"name": rec["name"], "swarm": s.get("name") or rec["swarm_id"],
+           "swarm_id": rec["swarm_id"], "services": services, **plan.totals(services),
+           "status": "stopped" if rec.get("stopped") else _status(services),
+           "env_keys": rec.get("env_keys") or [], "scaled": rec.get("replicas") or {},
+           "created_at": rec["created_at"], "updated_at": rec.get("updated_at"),
+           "refreshed_at": rec.get("refreshed_at")}
+    if with_tasks:
+        out["tasks"] = _named_tasks(state, s, rec.get("tasks") or [])
+    return out
+
+
+def _named_tasks(state: State, s: dict[str, Any], rows: list[dict[str, Any]]) -> list[Any]:
+    """Task rows with the Nimbus node name where the swarm node id is a known member."""
+    all_nodes = state.store.read("nodes")
+    names = {m.get("swarm_node_id"): (all_nodes.get(nid) or {}).get("name")
+             for nid, m in (s.get("members") or {}).items()}
+    return [{**r, "node": names.get(r.get("swarm_node_id")) or r.get("node")} for r in rows]
 
 
 def _status(services: list[dict[str, Any]]) -> str:
@@ -66,45 +92,101 @@ def list_services(state: State, swarm_ref: str | None = None) -> list[dict[str, 
     return [public(state, r) for r in sorted(recs, key=lambda r: r["name"])]
 
 
-def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any],
-           actor: str) -> dict[str, Any]:
-    """Create or update the stack; the manager runs `docker stack deploy`."""
+# -- env (SECURITY: sealed at rest) ---------------------------------------------------------
+
+def _env_context(name: str) -> str:
+    return f"service-env:{name}"
+
+
+def open_env(state: State, rec: dict[str, Any] | None) -> dict[str, str]:
+    sealed = (rec or {}).get("env")
+    if not sealed:
+        return {}
+    return dict(json.loads(state.box.open(sealed, _env_context(rec["name"]))))  # type: ignore[index]
+
+
+def _substituted(compose: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    try:
+        return check_compose(envsubst.interpolate(compose, env))
+    except envsubst.EnvError as exc:
+        raise BadRequest(f"compose file: {exc}") from None
+
+
+# -- operations ---------------------------------------------------------------------------
+
+def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], actor: str,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Create or update the stack; the manager runs `docker stack deploy`. New env values
+    are merged over the stored ones; replica counts go back to the file's."""
     check_name(name)
     check_compose(compose)
     s = swarm.find(state.store.read(swarm.COLLECTION), swarm_ref)
-    if not s.get("manager"):
-        raise Conflict(f"swarm {s['name']} has no nodes yet: swarm add-node first")
+    manager = swarm.ready_manager(state, s)
+    old = state.store.read(COLLECTION).get(name)
+    if old is not None and old["swarm_id"] != s["id"]:
+        raise Conflict(f"a service named {name} already runs on another swarm")
+    merged = {**open_env(state, old), **check_env(env or {})}
+    _substituted(compose, merged)
     now = round(state.now(), 3)
     with state.store.transaction(COLLECTION) as tx:
         old = tx[COLLECTION].get(name)
-        if old is not None and old["swarm_id"] != s["id"]:
-            raise Conflict(f"a service named {name} already runs on another swarm")
-        tx[COLLECTION][name] = {**(old or {"created_at": now, "services": []}),
-                                "name": name, "swarm_id": s["id"], "compose": compose,
-                                "updated_at": now}
-    out = swarm_tasks.run(state, s["manager"], swarm_tasks.STACK_DEPLOY, {"name": name})
-    _record_services(state, name, out.get("services"))
+        tx[COLLECTION][name] = {
+            **(old or {"created_at": now, "services": []}), "name": name,
+            "swarm_id": s["id"], "compose": compose, "replicas": {}, "stopped": False,
+            "env": state.box.seal(json.dumps(merged), _env_context(name)) if merged else None,
+            "env_keys": sorted(merged), "updated_at": now}
+    _apply(state, name, manager)
     state.audit.record("service.deployed", state.now(), service=name, swarm_id=s["id"],
-                       actor=actor)
-    return public(state, _get(state, name))
+                       env_keys=sorted(merged), actor=actor)
+    return public(state, get(state, name))
 
 
-def describe(state: State, name: str) -> dict[str, Any]:
-    """The stack with replica counts from the manager (last known when it does not answer)."""
-    rec = _get(state, check_name(name))
-    s = state.store.read(swarm.COLLECTION).get(rec["swarm_id"]) or {}
-    if s.get("manager"):
-        try:
-            out = swarm_tasks.run(state, s["manager"], swarm_tasks.INSPECT,
-                                  {"swarm_id": s["id"], "stack": name}, INSPECT_TIMEOUT)
-            _record_services(state, name, out.get("services"))
-        except Conflict:
-            pass
-    return public(state, _get(state, name))
+def _apply(state: State, name: str, manager: str) -> None:
+    """Run `docker stack deploy` of the record as it is now; record what the manager saw."""
+    out = swarm_tasks.run(state, manager, swarm_tasks.STACK_DEPLOY, {"name": name})
+    with state.store.transaction(COLLECTION) as tx:
+        if name in tx[COLLECTION]:
+            record_report(state, tx[COLLECTION][name], out)
+
+
+def _change(state: State, name: str, change: dict[str, Any], event: str, actor: str,
+            **audit: Any) -> dict[str, Any]:
+    rec = get(state, check_name(name))
+    s = state.store.read(swarm.COLLECTION).get(rec["swarm_id"]) or {"name": rec["swarm_id"]}
+    manager = swarm.ready_manager(state, s)
+    with state.store.transaction(COLLECTION) as tx:
+        tx[COLLECTION][name].update(change, updated_at=round(state.now(), 3))
+    _apply(state, name, manager)
+    state.audit.record(event, state.now(), service=name, actor=actor, **audit)
+    return public(state, get(state, name))
+
+
+def scale(state: State, name: str, wanted: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Set replica counts of some services (kept across start/stop, reset by a deploy)."""
+    rec = get(state, check_name(name))
+    if rec.get("stopped"):
+        raise Conflict(f"service {name} is stopped: start it first (service start {name})")
+    compose = _substituted(rec["compose"], open_env(state, rec))
+    try:
+        counts = replicas.check(compose, wanted, name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return _change(state, name, {"replicas": {**(rec.get("replicas") or {}), **counts}},
+                   "service.scaled", actor, replicas=counts)
+
+
+def stop(state: State, name: str, actor: str) -> dict[str, Any]:
+    """Every service to 0 replicas; the stack, its networks and configuration stay."""
+    return _change(state, name, {"stopped": True}, "service.stopped", actor)
+
+
+def start(state: State, name: str, actor: str) -> dict[str, Any]:
+    """Back to the declared (or scaled) replica counts."""
+    return _change(state, name, {"stopped": False}, "service.started", actor)
 
 
 def remove(state: State, name: str, actor: str) -> dict[str, Any]:
-    rec = _get(state, check_name(name))
+    rec = get(state, check_name(name))
     s = state.store.read(swarm.COLLECTION).get(rec["swarm_id"]) or {}
     if s.get("manager"):
         swarm_tasks.run(state, s["manager"], swarm_tasks.STACK_RM, {"name": name})
@@ -114,18 +196,45 @@ def remove(state: State, name: str, actor: str) -> dict[str, Any]:
     return {"name": name, "removed": True}
 
 
-def _record_services(state: State, name: str, services: Any) -> None:
-    if not isinstance(services, list):
-        return
-    clean = [{"name": str(s.get("name", ""))[:128], "image": str(s.get("image", ""))[:256],
-              "running": int(s.get("running", 0)), "desired": int(s.get("desired", 0))}
-             for s in services if isinstance(s, dict)]
-    with state.store.transaction(COLLECTION) as tx:
-        if name in tx[COLLECTION]:
-            tx[COLLECTION][name]["services"] = clean
+def record_report(state: State, rec: dict[str, Any], report: dict[str, Any]) -> None:
+    """Inside a transaction: what a manager reported about the stack (untrusted input)."""
+    services = inspect.clean_services(report.get("services"))
+    if services is not None:
+        rec["services"] = services
+        rec["refreshed_at"] = round(state.now(), 3)
+    rows = inspect.clean_tasks(report.get("tasks"))
+    if rows is not None:
+        rec["tasks"] = rows
 
 
 def forget_swarm(recs: dict[str, Any], swarm_id: str) -> None:
     """Inside a transaction: drop the stacks of a deleted swarm (they went with it)."""
     for name in [n for n, r in recs.items() if r["swarm_id"] == swarm_id]:
         del recs[name]
+
+
+# -- the deploy task ---------------------------------------------------------------------
+
+def render_deploy(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """SECURITY: the substituted compose file exists only in this delivered payload."""
+    rec = state.store.read(COLLECTION).get(str(payload.get("name")))
+    if rec is None:
+        return payload  # the stack was removed meanwhile: the agent reports no compose
+    try:
+        compose = envsubst.interpolate(rec["compose"], open_env(state, rec))
+    except envsubst.EnvError:
+        return payload
+    return {**payload, "compose": replicas.apply(compose, rec.get("replicas") or {},
+                                                 bool(rec.get("stopped")))}
+
+
+def on_deploy_result(state: State, task: dict[str, Any], status: str, output: str) -> str:
+    """SECURITY: Docker may echo a substituted value in its error; it is masked first."""
+    if status == "succeeded":
+        return output
+    rec = state.store.read(COLLECTION).get(str((task.get("payload") or {}).get("name")))
+    return envsubst.redact(output, open_env(state, rec)) if rec else output
+
+
+TASK_TYPES = (tasks.TaskType(swarm_tasks.STACK_DEPLOY, render_deploy,
+                             on_result=on_deploy_result),)

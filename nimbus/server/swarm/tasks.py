@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 INIT, JOIN, LEAVE = "swarm.init", "swarm.join", "swarm.leave"
 PROMOTE, NODE_RM, INSPECT = "swarm.promote", "swarm.node_rm", "swarm.inspect"
-STACK_DEPLOY, STACK_RM = "stack.deploy", "stack.rm"
+STACK_DEPLOY, STACK_RM, STACK_LOGS = "stack.deploy", "stack.rm", "stack.logs"
 DEFAULT_TIMEOUT = 90.0
 _POLL = 0.1
 
@@ -56,11 +56,6 @@ def render_join(state: State, node_id: str, payload: dict[str, Any]) -> dict[str
     return out
 
 
-def render_stack(state: State, node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    stack = state.store.read("services").get(str(payload.get("name"))) or {}
-    return {**payload, "compose": stack.get("compose") or {}}
-
-
 # -- results ------------------------------------------------------------------------------
 
 def on_init_result(state: State, task: dict[str, Any], status: str, output: str) -> str:
@@ -87,12 +82,7 @@ def on_init_result(state: State, task: dict[str, Any], status: str, output: str)
 
 # -- running tasks ------------------------------------------------------------------------
 
-def queue(state: State, node_ids: list[str], kind: str, payload: dict[str, Any]) -> list[str]:
-    """Queue one task per node and wake their long-polls; returns the task ids."""
-    with state.store.transaction("tasks") as tx:
-        ids = tasks.enqueue(state, tx["tasks"], node_ids, kind, payload)
-    state.waiters.notify(node_ids)
-    return ids
+queue = tasks.queue  # one task per node, their long-polls woken; returns the task ids
 
 
 def wait(state: State, task_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -155,6 +145,5 @@ def _cancel_if_pending(state: State, task_id: str) -> None:
 TASK_TYPES = (
     tasks.TaskType(INIT, render_init, on_result=on_init_result),
     tasks.TaskType(JOIN, render_join),
-    tasks.TaskType(STACK_DEPLOY, render_stack),
-    *(tasks.TaskType(kind) for kind in (LEAVE, PROMOTE, NODE_RM, INSPECT, STACK_RM)),
-)
+    *(tasks.TaskType(kind) for kind in (LEAVE, PROMOTE, NODE_RM, STACK_RM)),
+)  # stack.deploy: services.py, swarm.inspect: views.py, stack.logs: logs.py (their hooks)
