@@ -67,8 +67,9 @@ def parse_dotenv(text: str, where: str = "env file") -> dict[str, str]:
             continue
         if line.startswith("export "):
             line = line[len("export "):].lstrip()
-        key, value = parse_assignment(line, f"{where} line {number}")
-        out[key.strip()] = _dotenv_value(value.strip(), f"{where} line {number}")
+        key, sep, value = line.partition("=")
+        key, value = parse_assignment(key.strip() + sep + value, f"{where} line {number}")
+        out[key] = _dotenv_value(value.strip(), f"{where} line {number}")
     return out
 
 

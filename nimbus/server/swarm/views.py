@@ -32,24 +32,36 @@ def _key(payload: dict[str, Any]) -> tuple[Any, Any]:
 
 def request_refresh(state: State, swarm_id: str, stack: str | None = None) -> bool:
     """Queue one inspect of this swarm (and stack) unless one is due or recent; True when
-    one is on its way. Reads tasks.json only; writes it only when it queues."""
+    one is on its way. Reads tasks.json; writes it only when it queues."""
     s = state.store.read(groups.COLLECTION).get(swarm_id) or {}
     manager = s.get("manager")
     if not manager:
         return False
     want = (swarm_id, stack)
+    verdict = _verdict(state, state.store.read("tasks"), manager, want)
+    if verdict is not None:
+        return verdict
+    with state.store.transaction("tasks") as tx:  # again under the lock: concurrent reads
+        verdict = _verdict(state, tx["tasks"], manager, want)
+        if verdict is None:
+            payload = {"swarm_id": swarm_id, **({"stack": stack} if stack else {})}
+            tasks.enqueue(state, tx["tasks"], [manager], swarm_tasks.INSPECT, payload)
+    if verdict is None:
+        state.waiters.notify([manager])
+    return verdict is not False
+
+
+def _verdict(state: State, all_tasks: dict[str, Any], manager: str,
+             want: tuple[Any, Any]) -> bool | None:
+    """True: a refresh is on its way; False: one ran lately; None: queue one."""
     latest = 0.0
-    for t in state.store.read("tasks").values():
+    for t in all_tasks.values():
         if t["type"] != swarm_tasks.INSPECT or _key(t.get("payload") or {}) != want:
             continue
         if t["status"] in UNFINISHED and t["node_id"] == manager:
             return True  # coalesced: that one answers for everybody
         latest = max(latest, float(t.get("created_at") or 0))
-    if state.now() - latest < MIN_INTERVAL:
-        return False
-    payload = {"swarm_id": swarm_id, **({"stack": stack} if stack else {})}
-    swarm_tasks.queue(state, [manager], swarm_tasks.INSPECT, payload)
-    return True
+    return False if state.now() - latest < MIN_INTERVAL else None
 
 
 def _age(state: State, at: Any) -> float | None:
