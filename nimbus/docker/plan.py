@@ -99,10 +99,6 @@ def stack_rm_argv(name: str) -> list[str]:
     return ["stack", "rm", check_stack_name(name)]
 
 
-def stack_services_argv(name: str) -> list[str]:
-    return ["stack", "services", "--format", "{{json .}}", check_stack_name(name)]
-
-
 # -- parsing ------------------------------------------------------------------------------
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -149,24 +145,6 @@ def parse_nodes(text: str) -> list[dict[str, Any]]:
                       "availability": str(n.get("Availability", "")).lower(),
                       "engine_version": str(n.get("EngineVersion", ""))})
     return nodes
-
-
-_REPLICAS_RE = re.compile(r"^\s*(\d+)/(\d+)")
-
-
-def parse_services(text: str, stack: str) -> list[dict[str, Any]]:
-    """`docker stack services` JSON lines -> [{name, image, running, desired}].
-
-    Names lose the `<stack>_` prefix Docker adds; global services report n/m as well.
-    """
-    out = []
-    for s in json_lines(text):
-        m = _REPLICAS_RE.match(str(s.get("Replicas", "")))
-        name = str(s.get("Name", ""))
-        out.append({"name": name.removeprefix(f"{stack}_"), "image": str(s.get("Image", "")),
-                    "running": int(m.group(1)) if m else 0,
-                    "desired": int(m.group(2)) if m else 0})
-    return sorted(out, key=lambda s: s["name"])
 
 
 def totals(services: Iterable[dict[str, Any]]) -> dict[str, int]:

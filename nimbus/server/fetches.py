@@ -104,8 +104,10 @@ class Fetches:
                     break
                 out.append(line)
             end = f.base + start + len(out)
-            return {"id": f.id, "lines": out, "cursor": end,
-                    "done": f.done and end >= f.base + len(f.lines), "error": f.error,
+            done = f.done and end >= f.base + len(f.lines)
+            if done:
+                del self._items[f.id]  # all said: it no longer counts against the caps
+            return {"id": f.id, "lines": out, "cursor": end, "done": done, "error": f.error,
                     "truncated": f.truncated, "dropped": max(0, f.base - cursor)}
 
     def close(self, fetch_id: str, owner: str) -> None:

@@ -31,7 +31,10 @@ COMPOSE = """\
 services:
   ticker:
     image: nimbus-lab/busybox:latest
-    command: ["sh", "-c", "echo hello-${GREETING}; i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 1; done"]
+    command:
+      - sh
+      - -c
+      - echo hello-${GREETING}; i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 1; done
     deploy:
       replicas: 1
       endpoint_mode: dnsrr      # the lab kernel has no IPVS

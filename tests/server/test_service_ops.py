@@ -217,6 +217,8 @@ def test_logs_go_to_the_reader_never_to_the_task_store(stack):
     try:
         services.deploy(state, "web", "alpha", COMPOSE, "u", env={"GREETING": SECRET})
         opened = logs.start(state, "web", "user-a", tail=10)
+        with pytest.raises(NotFound):  # another user cannot read it
+            logs.read(state, "web", opened["id"], "user-b", 0)
         got = _read_until_done(state, opened["id"], "user-a")
     finally:
         m.close()
@@ -224,8 +226,8 @@ def test_logs_go_to_the_reader_never_to_the_task_store(stack):
     name = state.store.read("nodes")[node_id]["name"]
     assert got[0]["node"] == name and got[0]["replica"] == 1  # a member: its Nimbus name
     assert SECRET not in json.dumps(state.store.read("tasks"))
-    with pytest.raises(NotFound):  # another user cannot read it
-        logs.read(state, "web", opened["id"], "user-b", 0)
+    with pytest.raises(NotFound):  # read to the end: gone, off the caps
+        logs.read(state, "web", opened["id"], "user-a", 0)
     with pytest.raises(NotFound, match="no service"):
         logs.start(state, "web", "user-a", service="db")
 

@@ -1,8 +1,10 @@
-"""Reading a log through the API: open a fetch, poll it with a cursor, print as lines come.
+"""Reads the control plane answers with an agent's help, without a request waiting for it.
 
-Shared by `service logs` and `node logs`. The server never holds a request open for the
-agent (issue 23): `POST …/logs` opens the read, `GET …/logs/{id}?cursor=N` answers at once
-with what arrived after N; `--follow` keeps polling until Ctrl-C, which closes the read.
+The server never holds a request open for an agent (issue 23), so the CLI does the waiting:
+logs (`service logs`, `node logs`): `POST …/logs` opens a read, `GET …/logs/{id}?cursor=N`
+answers at once with what arrived after N, `--follow` keeps polling until Ctrl-C, which
+closes the read; describes (`fresh`): asked again while the answer says a refresh from the
+manager is on its way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from nimbus.errors import Conflict, NimbusError
 
 POLL_SEC = 0.3
 FIRST_ANSWER_SEC = 60.0  # without --follow: how long the manager may take to answer
+FRESH_SEC = 8.0  # how long a describe waits for the manager's refresh
+
+
+def fresh(client: Any, path: str) -> dict[str, Any]:
+    """GET path, again every POLL_SEC while it says `refreshing` (up to FRESH_SEC); when
+    the manager did not answer in time, a note says how old the answer is."""
+    deadline = time.monotonic() + FRESH_SEC
+    data = client.request("GET", path)
+    while data.get("refreshing") and time.monotonic() < deadline:
+        time.sleep(POLL_SEC)
+        data = client.request("GET", path)
+    if data.get("refreshing"):
+        age = data.get("age")
+        _note("the swarm manager has not answered yet: this is what it reported "
+              + (f"{age:.0f} s ago" if isinstance(age, (int, float)) else "before (never)"))
+    return data
 
 
 def read(client: Any, path: str, body: dict[str, Any], follow: bool,
