@@ -1,4 +1,4 @@
-"""`nimbus node …`: add, token, list, describe, drain, undrain, delete, update-ip.
+"""`nimbus node …`: add, token, list, describe, logs, drain, undrain, delete, update-ip.
 
 NODE is a node's ID or its name; the server resolves either.
 """
@@ -19,7 +19,7 @@ DESCRIBE_FIELDS = [*NODE_COLUMNS, "wireguard_public_key", "created_at", "joined_
 
 @click.group()
 def node() -> None:
-    """Manage nodes: add, token, list, describe, drain, undrain, delete, update-ip.
+    """Manage nodes: add, token, list, describe, logs, drain, undrain, delete, update-ip.
 
     NODE is a node's ID or its name.
     """
@@ -113,6 +113,20 @@ def delete(ctx: click.Context, node_id: str, force: bool, fmt: str) -> None:
     """Revoke a node's certificates and remove it from the mesh and its swarm."""
     query = "?force=true" if force else ""
     emit(api(ctx).request("DELETE", f"/v1/nodes/{_seg(node_id)}{query}"), fmt)
+
+
+@node.command("logs")
+@click.argument("node_ref", metavar="NODE", shell_complete=complete_node)
+@click.option("--tail", type=click.IntRange(0, 2000), default=100, show_default=True,
+              help="How many of the agent's last lines.")
+@output_option
+@click.pass_context
+def logs(ctx: click.Context, node_ref: str, tail: int, fmt: str) -> None:
+    """The node agent's own recent log lines (kept in its memory, secrets masked)."""
+    from nimbus.cli import agentread
+
+    agentread.read(api(ctx), f"/v1/nodes/{_seg(node_ref)}/logs", {"tail": tail}, False,
+                   agentread.plain_line(fmt), closable=False)
 
 
 @node.command("update-ip")

@@ -14,11 +14,12 @@ from nimbus.cli.output import emit, output_option
 from nimbus.errors import ConfigError
 
 SERVICE_COLUMNS = ["name", "swarm", "running", "desired", "status", "updated_at"]
+TASK_COLUMNS = ["service", "replica", "node", "desired", "state", "error", "since"]
 
 
 @click.group()
 def service() -> None:
-    """Compose stacks on a swarm: deploy, list, describe, remove."""
+    """Compose stacks on a swarm: deploy, list, describe, logs, scale, stop, start, remove."""
 
 
 def load_compose(path: str) -> dict[str, Any]:
@@ -64,11 +65,27 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 @click.option("--file", "-f", "path", required=True,
                   help="Compose file (YAML or JSON; - = stdin).")
 @click.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Value of ${KEY} in the compose file (repeatable). Other local users "
+                   "see it in ps: give secrets with --env-file.")
+@click.option("--env-file", "env_file", default=None, metavar="FILE",
+              help="A dotenv file of KEY=VALUE lines (- = stdin); --env wins over it.")
 @output_option
 @click.pass_context
-def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str, fmt: str) -> None:
-    """Deploy (or update) a compose stack on the swarm's manager."""
+def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str,
+           env_pairs: tuple[str, ...], env_file: str | None, fmt: str) -> None:
+    """Deploy (or update) a compose stack on the swarm's manager.
+
+    ${KEY} in the file is substituted by the control plane from --env/--env-file (kept
+    sealed and re-used by later deploys, scale, stop and start).
+    """
+    if path == "-" and env_file == "-":
+        raise click.BadParameter("the compose file and the env file cannot both be stdin",
+                                 param_hint="--env-file")
     body = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
+    env = load_env(env_pairs, env_file)
+    if env:
+        body["env"] = env
     _show(api(ctx, timeout=150).request("POST", "/v1/services", body), fmt)
 
 
@@ -88,8 +105,14 @@ def list_services(ctx: click.Context, swarm_ref: str | None, fmt: str) -> None:
 @output_option
 @click.pass_context
 def describe(ctx: click.Context, name: str, fmt: str) -> None:
-    """Show a stack's services and replicas as the swarm manager reports them now."""
-    _show(api(ctx, timeout=60).request("GET", f"/v1/services/{_seg(name)}"), fmt)
+    """Show a stack's services and every task as the swarm manager reports them."""
+    from nimbus.cli import agentread
+
+    data = agentread.fresh(api(ctx), f"/v1/services/{_seg(name)}")
+    _show(data, fmt)
+    if fmt != "json":
+        click.echo("")
+        emit(data.get("tasks", []), fmt, TASK_COLUMNS)
 
 
 @service.command("remove")
@@ -103,6 +126,90 @@ def remove(ctx: click.Context, name: str, fmt: str) -> None:
         emit(data, fmt)
         return
     click.echo(f"service {data['name']} removed")
+
+
+def load_env(pairs: tuple[str, ...], env_file: str | None) -> dict[str, str]:
+    """The env of a deploy: the file's values, then --env's (one-line errors, never a
+    value in them)."""
+    from nimbus.docker import envsubst
+
+    env: dict[str, str] = {}
+    try:
+        if env_file:
+            try:
+                text = Path(env_file).read_text() if env_file != "-" else sys.stdin.read()
+            except OSError as exc:
+                raise ConfigError(f"reading {env_file}: {exc.strerror or exc}") from None
+            env.update(envsubst.parse_dotenv(text, env_file))
+        for pair in pairs:
+            key, value = envsubst.parse_assignment(pair)
+            env[key] = value
+    except envsubst.EnvError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env") from None
+    return env
+
+
+@service.command("logs")
+@click.argument("name", shell_complete=complete_service)
+@click.option("--service", "svc", default=None, help="Only this service of the stack.")
+@click.option("--tail", type=click.IntRange(0, 10000), default=100, show_default=True,
+              help="Lines from the end of each task's log.")
+@click.option("--since", default=None,
+              help="Only newer lines: 30s, 10m, 2h, 1d, unix seconds or RFC 3339 UTC.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--timestamps", "-t", is_flag=True, help="Show each line's time.")
+@output_option
+@click.pass_context
+def logs(ctx: click.Context, name: str, svc: str | None, tail: int, since: str | None,
+         follow: bool, timestamps: bool, fmt: str) -> None:
+    """Print the containers' output (stdout and stderr) of the stack's services.
+
+    Each line reads `service.replica@node | text`; -o json prints one JSON object a line.
+    """
+    from nimbus.cli import agentread
+
+    body: dict[str, Any] = {"tail": tail, "follow": follow}
+    if svc:
+        body["service"] = svc
+    if since:
+        body["since"] = since
+    agentread.read(api(ctx), f"/v1/services/{_seg(name)}/logs", body, follow,
+                   agentread.stack_line(timestamps, fmt))
+
+
+@service.command("scale")
+@click.argument("name", shell_complete=complete_service)
+@click.argument("counts", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
+@output_option
+@click.pass_context
+def scale(ctx: click.Context, name: str, counts: tuple[str, ...], fmt: str) -> None:
+    """Set replica counts (kept across stop/start; a new deploy takes the file's)."""
+    from nimbus.docker import replicas
+
+    try:
+        wanted = replicas.parse(counts)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SERVICE=REPLICAS") from None
+    _show(api(ctx, timeout=150).request("POST", f"/v1/services/{_seg(name)}/scale",
+                                        {"replicas": wanted}), fmt)
+
+
+@service.command("stop")
+@click.argument("name", shell_complete=complete_service)
+@output_option
+@click.pass_context
+def stop(ctx: click.Context, name: str, fmt: str) -> None:
+    """Every service to 0 replicas; the stack and its configuration stay."""
+    _show(api(ctx, timeout=150).request("POST", f"/v1/services/{_seg(name)}/stop", {}), fmt)
+
+
+@service.command("start")
+@click.argument("name", shell_complete=complete_service)
+@output_option
+@click.pass_context
+def start(ctx: click.Context, name: str, fmt: str) -> None:
+    """Bring a stopped stack back to its declared (or scaled) replicas."""
+    _show(api(ctx, timeout=150).request("POST", f"/v1/services/{_seg(name)}/start", {}), fmt)
 
 
 def _show(data: dict[str, Any], fmt: str) -> None:

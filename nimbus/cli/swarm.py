@@ -80,7 +80,9 @@ def list_swarms(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def describe(ctx: click.Context, swarm_ref: str, fmt: str) -> None:
     """Show a swarm and its members as the manager's Docker reports them."""
-    _show(api(ctx, timeout=60).request("GET", f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
+    from nimbus.cli import agentread
+
+    _show(agentread.fresh(api(ctx), f"/v1/swarms/{_seg(swarm_ref)}"), fmt)
 
 
 @swarm.command("delete")
