@@ -6,13 +6,14 @@ import json
 
 import click
 
-from nimbus.cli.context import api, bearer_token
+from nimbus.cli.context import api, bearer_token, completer
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
 from nimbus.cli.secrets import read_secret, secret_options
 from nimbus.errors import ConfigError
 
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
+complete_user = completer("/v1/iam/users", help_field="username")  # users have no `name`
 
 
 @click.group()
@@ -40,7 +41,7 @@ def list_users(ctx: click.Context, fmt: str) -> None:
 
 
 @iam.command("delete-user")
-@click.argument("user_id")
+@click.argument("user_id", shell_complete=complete_user)
 @output_option
 @click.pass_context
 def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
@@ -49,7 +50,7 @@ def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
 
 
 @iam.command("create-key")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, shell_complete=complete_user)
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")
 @click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
@@ -87,7 +88,7 @@ def create_key(ctx: click.Context, user_id: str, current_password: str | None,
 
 
 @iam.command("list-keys")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, shell_complete=complete_user)
 @output_option
 @click.pass_context
 def list_keys(ctx: click.Context, user_id: str, fmt: str) -> None:
@@ -97,7 +98,7 @@ def list_keys(ctx: click.Context, user_id: str, fmt: str) -> None:
 
 
 @iam.command("delete-key")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, shell_complete=complete_user)
 @click.option("--key-id", required=True, help="The access key (NBUS…).")
 @output_option
 @click.pass_context
@@ -107,7 +108,7 @@ def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
 
 
 @iam.command("set-password")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, shell_complete=complete_user)
 @secret_options("password", "new password", envvar="NIMBUS_PASSWORD")
 @secret_options("current-password", "caller's current password (needed with --token)",
                 envvar="NIMBUS_CURRENT_PASSWORD")

@@ -35,3 +35,9 @@ def test_a_dead_api_completes_nothing_and_quietly(server, cli, admin):
     server.stop()
     result = _complete(cli, "nimbus node describe ")
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "", "")
+
+
+def test_user_ids_complete_with_the_username_as_help(server, cli, admin):
+    user = cli.json("iam", "list-users")[0]
+    result = _complete(cli, "nimbus iam list-keys --user-id user-", kind="zsh")
+    assert result.stdout.splitlines() == ["plain", user["id"], user["username"]]
