@@ -144,6 +144,41 @@ def ip_address(name: str, value: Any) -> str:
         raise BadRequest(f"{name} must be an IP address (without a zone id)") from None
 
 
+# SECURITY: a node's endpoint goes into every other node's WireGuard config, so only an
+# address a peer can really send unicast UDP to is accepted. Private ranges stay allowed:
+# labs and LANs use them. Checked in order, so the reason named is the most specific one.
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+_NOT_UNICAST: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("unspecified", lambda ip: ip.is_unspecified or ip in _THIS_NETWORK),
+    ("a loopback address", lambda ip: ip.is_loopback),
+    ("a broadcast address", lambda ip: ip == _BROADCAST),
+    ("a multicast address", lambda ip: ip.is_multicast),
+    ("link-local", lambda ip: ip.is_link_local),
+    ("a reserved address", lambda ip: ip.is_reserved or getattr(ip, "is_site_local", False)),
+)
+
+
+def endpoint_problem(address: str) -> str | None:
+    """Why `address` cannot be a node's WireGuard endpoint, or None when it can."""
+    try:
+        ip: Any = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    return next((why for why, test in _NOT_UNICAST if test(ip)), None)
+
+
+def endpoint_ip(name: str, value: Any) -> str:
+    """ip_address() that must also be a usable unicast endpoint (endpoint_problem)."""
+    ip = ip_address(name, value)
+    why = endpoint_problem(ip)
+    if why:
+        raise BadRequest(f"{name} {ip} cannot be a node's endpoint: it is {why}")
+    return ip
+
+
 def wg_public_key(name: str, value: Any) -> str:
     if not isinstance(value, str) or not WG_KEY_RE.fullmatch(value):
         raise BadRequest(f"{name} must be a WireGuard public key (base64, 32 bytes)")
@@ -176,6 +211,8 @@ def arch(name: str, value: Any) -> str:
 described(boolean, {"type": "boolean"})
 described(ip_address, {"type": "string", "maxLength": 45,
                        "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+described(endpoint_ip, {"type": "string", "maxLength": 45,
+                        "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
 described(hostname, {"type": "string", "maxLength": 253,
                      "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                                 r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"})

@@ -255,7 +255,7 @@ class Agent:
                           data_dir=self.config.data_path,
                           overlay_ip=self.config.wg_ip if self.wireguard is not None else "",
                           supervisor=self.supervisor, config=self.config,
-                          log_ring=self.log_ring)
+                          log_ring=self.log_ring, subnet=self.config.subnet)
         unreported: list[tuple[str, str, str]] = []
         path = f"/v1/internal/tasks/{self.config.node_id}?wait={wait}"
         while not self.stop.is_set():

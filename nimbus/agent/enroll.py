@@ -169,17 +169,17 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
                  settings.wireguard_port)
         log.info("WireGuard key of %s switched to the node's own key %s", settings.interface,
                  mask(wg_public, 8))
-        _apply_saved_peers(iface, state["peers"])
+        _apply_saved_peers(iface, state["peers"], token["subnet"])
     return config, iface
 
 
-def _apply_saved_peers(iface: Any, peers: list[dict[str, Any]]) -> None:
-    from nimbus.wireguard.config import Peer
+def _apply_saved_peers(iface: Any, peers: list[dict[str, Any]], subnet: str) -> None:
+    from nimbus.wireguard.config import Peer, validate_mesh_peers
 
     if not peers:  # never wipe the interface (and the control-plane peer) for lack of data
         return
     try:
-        iface.apply_peers([Peer.from_dict(p) for p in peers])
+        iface.apply_peers(validate_mesh_peers((Peer.from_dict(p) for p in peers), subnet))
     except (NimbusError, ValueError) as exc:
         # The control-plane peer is already in place, so the API stays reachable and the
         # next update_wireguard_peers task brings the rest.
@@ -206,5 +206,5 @@ def resume(files: AgentFiles, explicit: dict[str, Any]) -> tuple[AgentConfig, An
                         config.wireguard_port)
         log.info("WireGuard interface %s is up (%s), overlay IP %s", config.interface, kind,
                  config.wg_ip)
-        _apply_saved_peers(iface, files.load_state().get("peers") or [])
+        _apply_saved_peers(iface, files.load_state().get("peers") or [], config.subnet)
     return config, iface

@@ -29,14 +29,14 @@ def overlay_ip(addr: str) -> str:
 
 def check_stack_name(name: str) -> str:
     """ValueError unless name is 1-63 of [a-z0-9_-], starting with a letter or digit."""
-    if not isinstance(name, str) or not _STACK_RE.match(name):
+    if not isinstance(name, str) or not _STACK_RE.fullmatch(name):
         raise ValueError("a stack name must be 1-63 characters of a-z, 0-9, '_' and '-', "
                          "starting with a letter or digit")
     return name
 
 
 def check_swarm_node_id(node_id: str) -> str:
-    if not isinstance(node_id, str) or not _NODE_ID_RE.match(node_id):
+    if not isinstance(node_id, str) or not _NODE_ID_RE.fullmatch(node_id):
         raise ValueError(f"{node_id!r} is not a swarm node id")
     return node_id
 

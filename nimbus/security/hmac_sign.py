@@ -26,7 +26,7 @@ def format_timestamp(when: float) -> str:
 
 def parse_timestamp(text: str) -> float | None:
     """Seconds since the epoch for an RFC 3339 UTC stamp like 2026-11-26T21:37:17Z."""
-    if not TIMESTAMP_RE.match(text):
+    if not TIMESTAMP_RE.fullmatch(text):
         return None
     from datetime import datetime, timezone
 

@@ -71,7 +71,7 @@ class Authenticator:
         if when < self.nonces.not_before:
             # SECURITY: signed before a reboot; its nonce may be lost with the page cache.
             raise Unauthorized("request was signed before the server restarted; sign it again")
-        if not hs.NONCE_RE.match(nonce):
+        if not hs.NONCE_RE.fullmatch(nonce):
             raise Unauthorized("nonce must be at least 16 random bytes in lowercase hex")
         key = self.state.store.read("keys").get(access_key) if len(access_key) <= 64 else None
         if key is None:

@@ -23,7 +23,14 @@ def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _peer(node_id: str, name: str, public_key: str, endpoint_: str, overlay_ip: str
+def peer_endpoint(host: str | None, port: int) -> str | None:
+    """The endpoint peers are sent, or None for an address no peer could use (the dev
+    mode's 127.0.0.1, a record older than wire.endpoint_ip): agents refuse a peer list
+    holding one, and WireGuard learns a peer's endpoint from its handshake."""
+    return None if not host or wire.endpoint_problem(host) else endpoint(host, port)
+
+
+def _peer(node_id: str, name: str, public_key: str, endpoint_: str | None, overlay_ip: str
           ) -> dict[str, Any]:
     """The peer wire shape: WireGuard's fields (`Peer.to_dict`) plus who the peer is."""
     wg = Peer(public_key, endpoint_, (f"{overlay_ip}/32",), DEFAULT_KEEPALIVE)
@@ -33,14 +40,14 @@ def _peer(node_id: str, name: str, public_key: str, endpoint_: str, overlay_ip: 
 def control_plane_peer(state: State) -> dict[str, Any]:
     cfg = state.config
     return _peer(CONTROL_PLANE, CONTROL_PLANE, state.keys.wireguard_keypair()[1],
-                 endpoint(cfg.public_address or "127.0.0.1", cfg.wireguard_port),
+                 peer_endpoint(cfg.public_address, cfg.wireguard_port),
                  cfg.overlay_ip)
 
 
 def node_peer(node: dict[str, Any]) -> dict[str, Any]:
     port = node.get("wireguard_port", wire.WIREGUARD_PORT)
     return _peer(node["id"], node["name"], node["wireguard_public_key"],
-                 endpoint(node["ip_address"], port), node["wireguard_ip"])
+                 peer_endpoint(node["ip_address"], port), node["wireguard_ip"])
 
 
 def joined_nodes(nodes: dict[str, Any]) -> list[dict[str, Any]]:

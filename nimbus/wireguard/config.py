@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nimbus.security.wgkeys import is_valid_key
+from nimbus.wire import endpoint_problem
 
 DEFAULT_KEEPALIVE = 25
 _NONE = "(none)"
@@ -127,6 +128,44 @@ def validate_peers(desired: Iterable[Peer]) -> list[Peer]:
             owners[ip] = peer.public_key
         out.append(peer)
     return out
+
+
+def validate_mesh_peers(desired: Iterable[Peer], subnet: str,
+                        own_ip: str | None = None) -> list[Peer]:
+    """validate_peers() plus what a node may accept from the control plane: each peer
+    routes exactly one overlay address (a /32, or /128) inside `subnet`, never the node's
+    own, and its endpoint is a unicast address outside the overlay.
+
+    SECURITY: a peer list is applied as given, so without this a compromised control plane
+    channel (or a bug) could route 0.0.0.0/0 or the node's LAN into the tunnel.
+    """
+    net = ipaddress.ip_network(subnet, strict=False)
+    out = validate_peers(desired)
+    for peer in out:
+        who = f"peer {_short(peer.public_key)}"
+        if len(peer.allowed_ips) != 1:
+            raise ValueError(f"{who}: allowed ips must be exactly one overlay address, "
+                             f"got {', '.join(peer.allowed_ips) or 'none'}")
+        cidr = ipaddress.ip_network(peer.allowed_ips[0])
+        addr = cidr.network_address
+        if (cidr.prefixlen != cidr.max_prefixlen or addr not in net
+                or addr in (net.network_address, net.broadcast_address)):
+            raise ValueError(f"{who}: allowed ip {cidr} is not one address of the overlay "
+                             f"{net}")
+        if own_ip and addr == ipaddress.ip_address(own_ip):
+            raise ValueError(f"{who}: allowed ip {cidr} is this node's own overlay address")
+        if peer.endpoint:
+            _check_endpoint(who, peer.endpoint, net)
+    return out
+
+
+def _check_endpoint(who: str, endpoint: str, net: Any) -> None:
+    host = endpoint.rpartition(":")[0].strip("[]")
+    why = endpoint_problem(host)
+    if why is None and ipaddress.ip_address(host) in net:
+        why = "inside the overlay (the tunnel cannot carry itself)"
+    if why:
+        raise ValueError(f"{who}: endpoint {endpoint} is {why}")
 
 
 def parse_wg_dump(text: str) -> dict[str, Peer]:

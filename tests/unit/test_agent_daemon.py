@@ -82,7 +82,8 @@ def test_unknown_task_type_fails_with_a_clear_output():
 
 def test_update_peers_without_wireguard_succeeds_with_a_note_and_remembers_peers():
     seen = []
-    ctx = tasks.TaskContext("node-0123456789abcdef", None, seen.append)
+    ctx = tasks.TaskContext("node-0123456789abcdef", None, seen.append,
+                            subnet="10.106.103.0/24")
     peer = {"node_id": "control-plane", "public_key": "A" * 43 + "=",
             "endpoint": "192.0.2.1:51820", "allowed_ips": ["10.106.103.1/32"]}
     status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
@@ -96,7 +97,7 @@ def test_update_peers_with_a_bad_peer_fails_and_changes_nothing():
         def apply_peers(self, peers):
             raise AssertionError("must not be called")
 
-    ctx = tasks.TaskContext("node-0123456789abcdef", Iface())
+    ctx = tasks.TaskContext("node-0123456789abcdef", Iface(), subnet="10.106.103.0/24")
     status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
                                              "payload": {"peers": [{"public_key": "nope"}]}})
     assert status == "failed" and "not base64" in output
@@ -108,7 +109,7 @@ def test_a_failing_apply_is_reported_failed():
             from nimbus.sysrun import CommandError
             raise CommandError(["wg", "set"], 1, "Operation not permitted")
 
-    ctx = tasks.TaskContext("node-0123456789abcdef", Iface())
+    ctx = tasks.TaskContext("node-0123456789abcdef", Iface(), subnet="10.106.103.0/24")
     status, output = tasks.run_task(ctx, {"id": "t", "type": "update_wireguard_peers",
                                              "payload": {"peers": []}})
     assert status == "failed" and "Operation not permitted" in output

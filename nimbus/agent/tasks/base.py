@@ -22,6 +22,7 @@ class TaskContext:
     overlay_ip: str = ""  # this node's WireGuard IP ("" with --no-wireguard)
     config: Any = None  # the agent's AgentConfig (tool paths such as weed_path)
     log_ring: Any = None  # the agent's own recent log lines (agent/logring.LogRing)
+    subnet: str = ""  # the overlay subnet; every peer's allowed IP must lie inside it
 
 
 MAX_OUTPUT = 65536  # characters of a task's output (wire.TASK_RESULT)

@@ -8,12 +8,16 @@ from nimbus.agent.tasks.base import Handler, TaskContext
 
 
 def update_peers(ctx: TaskContext, payload: dict[str, Any]) -> str:
-    from nimbus.wireguard.config import Peer, validate_peers
+    from nimbus.wireguard.config import Peer, validate_mesh_peers
 
     raw = payload.get("peers")
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         raise ValueError("payload has no peers list")
-    peers = validate_peers(Peer.from_dict(p) for p in raw)
+    if not ctx.subnet:
+        raise ValueError("this node does not know its overlay subnet; join it again")
+    # SECURITY: one bad peer fails the whole task before anything is applied or remembered.
+    peers = validate_mesh_peers((Peer.from_dict(p) for p in raw), ctx.subnet,
+                                ctx.overlay_ip or None)
     if ctx.wireguard is None:
         note = f"WireGuard is disabled on this node (--no-wireguard); {len(peers)} peers noted"
     else:

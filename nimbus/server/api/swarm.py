@@ -25,6 +25,8 @@ DEPLOY_SCHEMA = {
     # SECURITY: values are secrets (sealed at rest); a bad one is named by its key only.
     "env": wire.Field(wire.described(lambda n, v: services.check_env(v), {
         "type": "object", "additionalProperties": {"type": "string"}})),
+    # Accept privileged containers, host namespaces and host mounts (docs/workloads.md).
+    "allow_privileged": wire.Field(wire.boolean),
 }
 SCALE_SCHEMA = {"replicas": wire.Field(wire.described(
     lambda n, v: _replicas(v), {"type": "object", "additionalProperties": {
@@ -67,7 +69,8 @@ def register(r: Router) -> None:
     def deploy(ctx: Ctx) -> dict[str, Any]:
         b = ctx.body
         return services.deploy(ctx.state, b["name"], b["swarm"], b["compose"], ctx.actor,
-                               env=b.get("env"))
+                               env=b.get("env"),
+                               allow_privileged=b.get("allow_privileged", False))
 
     @r.add("GET", "/v1/services", auth="user")
     def list_services(ctx: Ctx) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from nimbus.docker import compose as composefile
 from nimbus.docker import envsubst, inspect, plan, replicas
-from nimbus.errors import BadRequest, Conflict, NotFound
+from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound
 from nimbus.server import tasks
 from nimbus.server.state import State
 from nimbus.server.swarm import groups as swarm
@@ -46,6 +46,23 @@ def check_env(env: Any) -> dict[str, str]:
         return envsubst.check_env(env)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def check_privileges(state: State, name: str, compose: dict[str, Any], allow: bool,
+                     actor: str) -> list[str]:
+    """Refuse a stack that reaches into its nodes (docker.compose.host_privileges) unless
+    the admin said allow_privileged; an allowed one is audited with what it asked for."""
+    findings = composefile.host_privileges(compose)
+    if findings and not allow:
+        state.audit.record("service.privileged_refused", state.now(), service=name,
+                           actor=actor, findings=findings[:20])
+        raise Forbidden(f"compose file: {'; '.join(findings)} - this gives containers the "
+                        "node itself; deploy with --allow-privileged (allow_privileged: "
+                        "true) to accept it")
+    if findings:
+        state.audit.record("service.privileged", state.now(), service=name, actor=actor,
+                           findings=findings[:20])
+    return findings
 
 
 def get(state: State, name: str) -> dict[str, Any]:
@@ -115,7 +132,8 @@ def _substituted(compose: dict[str, Any], env: dict[str, str]) -> dict[str, Any]
 # -- operations ---------------------------------------------------------------------------
 
 def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], actor: str,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
+           env: dict[str, str] | None = None, allow_privileged: bool = False
+           ) -> dict[str, Any]:
     """Create or update the stack; the manager runs `docker stack deploy`. New env values
     are merged over the stored ones; replica counts go back to the file's."""
     check_name(name)
@@ -126,7 +144,8 @@ def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], act
     if old is not None and old["swarm_id"] != s["id"]:
         raise Conflict(f"a service named {name} already runs on another swarm")
     merged = {**open_env(state, old), **check_env(env or {})}
-    _substituted(compose, merged)
+    # What the manager will get, so a ${VAR} cannot hide a host mount from the check.
+    check_privileges(state, name, _substituted(compose, merged), allow_privileged, actor)
     now = round(state.now(), 3)
     with state.store.transaction(COLLECTION) as tx:
         old = tx[COLLECTION].get(name)
