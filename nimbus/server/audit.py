@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,20 +151,59 @@ class AuditLog:
         return self.path.with_name(f"{self.path.name}.{n}")
 
     def read(self, since: float = 0.0, limit: int = 10000) -> list[dict[str, Any]]:
-        """Entries with ts >= since, oldest first, across the rotated files; the last `limit`."""
+        """The last `limit` entries with ts >= since, oldest first, across the rotated files.
+
+        SECURITY: read newest first, backwards in blocks, stopping at `limit` or at entries
+        older than `since` (less the aggregation interval, by which an aggregated line's ts
+        may trail the lines around it): a read costs the entries it returns, never the whole
+        rotated history (which an admin polling `nimbus audit` would otherwise load each time).
+        """
         out: list[dict[str, Any]] = []
-        for path in [*(self._rotated(n) for n in range(self.files - 1, 0, -1)), self.path]:
-            try:
-                lines = path.read_text().splitlines()
-            except FileNotFoundError:
-                continue
-            chunk = []
-            for line in lines:
+        stop_below = since - self.interval - 60.0
+        for path in [self.path, *(self._rotated(n) for n in range(1, self.files))]:
+            for line in _lines_backwards(path):
                 try:
                     entry = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(entry, dict) and entry.get("ts", 0) >= since:
-                    chunk.append(entry)
-            out.extend(chunk)
-        return out[-limit:]
+                ts = entry.get("ts", 0) if isinstance(entry, dict) else None
+                if not isinstance(ts, (int, float)):
+                    continue
+                if ts >= since:
+                    out.append(entry)
+                    if len(out) >= limit:
+                        return out[::-1]
+                elif ts < stop_below:
+                    return out[::-1]
+        return out[::-1]
+
+
+MAX_LINE = 1 << 20  # longer "lines" are not ours (a damaged file): skipped, never buffered
+_BLOCK = 64 * 1024
+
+
+def _lines_backwards(path: Path) -> Iterator[bytes]:
+    """The file's non-empty lines, last first, reading fixed-size blocks from the end."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - a generator holds it across yields
+    except FileNotFoundError:
+        return
+    with f:
+        pos = f.seek(0, os.SEEK_END)
+        tail, skipping = b"", False
+        while pos > 0:
+            step = min(_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            parts = (f.read(step) + tail).split(b"\n")
+            tail = parts[0]
+            complete = parts[1:]
+            if skipping and complete:  # the start of the overlong line ends this block
+                complete, skipping = complete[:-1], False
+            for line in reversed(complete):
+                if line:
+                    yield line
+            if len(tail) > MAX_LINE:
+                tail, skipping = b"", True
+        if tail and not skipping:
+            yield tail

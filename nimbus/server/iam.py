@@ -19,6 +19,10 @@ from nimbus.server.state import State
 
 log = logging.getLogger("nimbus.iam")
 BOOTSTRAP_FILE = "bootstrap.secret"
+# SECURITY: each key is a sealed secret in keys.json, rewritten on every change; without a
+# cap one user (admin or not) could grow that file, and the per-request key lookup, without
+# bound. Ten covers rotation with a few machines/scripts per user (docs/security.md).
+MAX_KEYS_PER_USER = 10
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +83,9 @@ def create_key(state: State, user_id: str, actor: str) -> dict[str, Any]:
     with audited.transaction(state, "users", "keys") as (tx, note):
         if user_id not in tx["users"]:
             raise NotFound("no such user")
+        if sum(1 for k in tx["keys"].values() if k["user_id"] == user_id) >= MAX_KEYS_PER_USER:
+            raise Conflict(f"this user already has {MAX_KEYS_PER_USER} API keys, the most one "
+                           "user may hold; delete one first (nimbus iam delete-key)")
         access_key = wire.new_id("key")
         key = {"access_key": access_key, "user_id": user_id,
                "created_at": round(state.now(), 3),

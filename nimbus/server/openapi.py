@@ -142,7 +142,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
     p["/v1/audit"] = {"get": {**_op("Audit events", OPERATOR, ADMIN_AUTH, list_of(ANY_OBJECT),
                                     tag="ops"),
                               "parameters": [{"name": "since", "in": "query", "required": False,
-                                              "schema": {"type": "number"}}]}}
+                                              "schema": {"type": "number", "minimum": 0,
+                                                         "maximum": 1e11}}]}}
     p["/v1/bootstrap"] = {"post": _op(
         "Remote bootstrap with the one-time secret", NONE, (201, 403, 409, 429), ANY_OBJECT,
         body(iam_api.BOOTSTRAP_SCHEMA), tag="iam")}
@@ -164,7 +165,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "get": _op("List a user's API keys", OPERATOR, (401, 403, 404), list_of(KEY),
                    params=UID, tag="iam"),
         "post": _op("Create an API key (secret shown once)", OPERATOR,
-                    (201, 401, 403, 404, 429), KEY, body(iam_api.KEY_SCHEMA),
+                    (201, 401, 403, 404, 409, 429), KEY, body(iam_api.KEY_SCHEMA),
                     UID, tag="iam")}
     p["/v1/iam/users/{user_id}/keys/{access_key}"] = {"delete": _op(
         "Delete an API key", OPERATOR, (401, 403, 404), ANY_OBJECT,

@@ -7,10 +7,13 @@ from typing import Any
 
 import bottle
 
+from nimbus import wire
 from nimbus.errors import BadRequest
 from nimbus.server import nodes
 from nimbus.server.api.routing import Ctx, Router, respond
 from nimbus.server.authn import require_admin
+
+MAX_SINCE = 1e11  # about the year 5138: any later is a typo, not a time
 
 
 def register(r: Router) -> None:
@@ -33,8 +36,14 @@ def register(r: Router) -> None:
 
     @r.add("GET", "/v1/audit", auth="admin")
     def audit(ctx: Ctx) -> list[dict[str, Any]]:
-        try:
-            since = float(ctx.query.get("since", "0"))
-        except ValueError:
-            raise BadRequest("since must be seconds since the epoch") from None
-        return ctx.state.audit.read(since)
+        return ctx.state.audit.read(_since(ctx.query.get("since", "0")))
+
+
+def _since(text: str) -> float:
+    """`since` as seconds since the epoch: finite and not negative (nan, inf, 1e309 and
+    -1 are refused, not compared with every entry's time)."""
+    try:
+        return float(wire.number(0, MAX_SINCE)("since", float(text[:64])))
+    except (ValueError, BadRequest):
+        raise BadRequest("since must be seconds since the epoch (a finite number >= 0)"
+                         ) from None
