@@ -70,10 +70,14 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
                    "see it in ps: give secrets with --env-file.")
 @click.option("--env-file", "env_file", default=None, metavar="FILE",
               help="A dotenv file of KEY=VALUE lines (- = stdin); --env wins over it.")
+@click.option("--allow-privileged", is_flag=True,
+              help="Accept containers that reach into their nodes (privileged, host "
+                   "namespaces, mounts of / or the Docker socket; see docs/workloads.md).")
 @output_option
 @click.pass_context
 def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str,
-           env_pairs: tuple[str, ...], env_file: str | None, fmt: str) -> None:
+           env_pairs: tuple[str, ...], env_file: str | None, allow_privileged: bool,
+           fmt: str) -> None:
     """Deploy (or update) a compose stack on the swarm's manager.
 
     ${KEY} in the file is substituted by the control plane from --env/--env-file (kept
@@ -86,6 +90,8 @@ def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str,
     env = load_env(env_pairs, env_file)
     if env:
         body["env"] = env
+    if allow_privileged:
+        body["allow_privileged"] = True
     _show(api(ctx, timeout=150).request("POST", "/v1/services", body), fmt)
 
 

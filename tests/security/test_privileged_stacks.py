@@ -110,3 +110,28 @@ def test_allow_privileged_lets_it_through_and_is_audited(server, ops):
     allowed = _audit(server, "service.privileged")
     assert allowed[0]["findings"] == ["service 'web' adds capabilities ALL"]
     assert allowed[0]["actor"]
+
+
+def test_a_variable_cannot_hide_a_host_mount(server, ops):
+    # The control plane substitutes ${VAR} before the check, so the check sees "/".
+    ops.request("POST", "/v1/swarms", {"name": "alpha"})
+    compose = {"services": {"web": {"image": "busybox", "volumes": ["${ROOT:-/srv}:/host"]}}}
+    with pytest.raises(Forbidden, match="mounts the host path / - "):
+        _deploy(ops, compose, env={"ROOT": "/"})
+    with pytest.raises(Exception, match="no nodes yet"):  # /srv: not a finding
+        _deploy(ops, compose)
+
+
+def test_the_cli_refuses_in_one_line_and_takes_allow_privileged(server, cli, admin, tmp_path):
+    cli.json("swarm", "create", "--name", "alpha")
+    stack = tmp_path / "root.yml"
+    stack.write_text("services:\n  web:\n    image: busybox\n    privileged: true\n"
+                     "    volumes: ['/:/host']\n")
+    refused = cli.run("service", "deploy", "--swarm", "alpha", "--file", str(stack), "--name",
+                      "web", check=False)
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "'web' is privileged; service 'web' mounts the host path /" in refused.stderr
+    assert "--allow-privileged" in refused.stderr
+    allowed = cli.run("service", "deploy", "--swarm", "alpha", "--file", str(stack), "--name",
+                      "web", "--allow-privileged", check=False)
+    assert allowed.returncode != 0 and "no nodes yet" in allowed.stderr, allowed.stderr

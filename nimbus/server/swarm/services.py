@@ -139,13 +139,13 @@ def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], act
     check_name(name)
     check_compose(compose)
     s = swarm.find(state.store.read(swarm.COLLECTION), swarm_ref)
-    manager = swarm.ready_manager(state, s)
     old = state.store.read(COLLECTION).get(name)
     if old is not None and old["swarm_id"] != s["id"]:
         raise Conflict(f"a service named {name} already runs on another swarm")
     merged = {**open_env(state, old), **check_env(env or {})}
     # What the manager will get, so a ${VAR} cannot hide a host mount from the check.
     check_privileges(state, name, _substituted(compose, merged), allow_privileged, actor)
+    manager = swarm.ready_manager(state, s)
     now = round(state.now(), 3)
     with state.store.transaction(COLLECTION) as tx:
         old = tx[COLLECTION].get(name)
