@@ -30,6 +30,7 @@ COMMANDS = {
     "swarm": ("nimbus.cli.swarm", "swarm", "Docker Swarm groups of nodes, on the overlay."),
     "service": ("nimbus.cli.service", "service", "Compose stacks deployed onto a swarm."),
     "volume": ("nimbus.cli.volume", "volume", "NFS volumes served by a node to a swarm."),
+    "s3": ("nimbus.cli.s3", "s3", "S3 storage: SeaweedFS across nodes, on the overlay."),
     "backup": ("nimbus.cli.backup", "backup", "Snapshot the control plane's data into a file."),
     "restore": ("nimbus.cli.backup", "restore", "Restore a backup into a new data dir."),
     "doctor": ("nimbus.cli.doctor", "doctor", "Check a data dir as `serve` does at start-up."),

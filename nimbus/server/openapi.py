@@ -313,6 +313,9 @@ def _s3_paths() -> dict[str, dict[str, Schema]]:
         "/v1/s3/{ref}": {
             "get": _op("Describe an S3 instance", OPERATOR, (401, 404), ANY_OBJECT,
                        params=ref, tag="s3"),
+            "patch": _op("Change an S3 instance's replication (deleted nodes leave it)",
+                         OPERATOR, (401, 403, 404, 409), ANY_OBJECT,
+                         body(s3_api.UPDATE_SCHEMA), ref, tag="s3"),
             "delete": {**_op("Delete an S3 instance (its processes stop)", OPERATOR,
                              (401, 403, 404), ANY_OBJECT, tag="s3"),
                        "parameters": [*ref, purge]}},

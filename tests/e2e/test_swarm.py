@@ -71,14 +71,15 @@ class Capture:
     """tcpdump of Swarm ports on one interface of one namespace, written to a file (a pipe
     nobody reads fills up and stalls tcpdump, which then misses packets)."""
 
-    def __init__(self, netns: str, interface: str, directory: Path) -> None:
+    def __init__(self, netns: str, interface: str, directory: Path,
+                 bpf: str = SWARM_FILTER) -> None:
         self.where = f"{netns}/{interface}"
         self.out = directory / f"{netns}-{interface}.txt"
         err = directory / f"{netns}-{interface}.err"
         with open(self.out, "w") as out, open(err, "w") as errf:
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", netns, "tcpdump", "-n", "-l", "-i", interface,
-                 SWARM_FILTER], stdout=out, stderr=errf, text=True)
+                 bpf], stdout=out, stderr=errf, text=True)
         deadline = time.monotonic() + 15
         while "listening on" not in err.read_text() and time.monotonic() < deadline:
             assert self.proc.poll() is None, err.read_text()

@@ -146,3 +146,18 @@ def test_delete_queues_a_stop_on_every_remaining_node(inproc, three):
     for node_id in three[:2]:
         removes = [t for t in tasks.fetch(state, node_id, 0) if t["type"] == "s3.remove"]
         assert removes[0]["payload"] == {"instance_id": inst["id"], "purge": True}
+
+
+def test_update_to_one_copy_drops_deleted_nodes_and_is_ready_again(inproc, three):
+    state = inproc.state
+    instances.create(state, "photos", ["n1", "n2"], None, "admin")
+    _apply(inproc, three[0]), _apply(inproc, three[1])
+    nodes.delete(state, three[1], "admin", force=True)
+    assert "s3 update photos --replication 000" in instances.describe(state, "photos")["writes"]
+    got = instances.update(state, "photos", "000", "admin")
+    assert [n["name"] for n in got["nodes"]] == ["n1"] and got["status"] == "pending"
+    task = _apply(inproc, three[0])
+    assert task["payload"]["replication"] == "000"
+    assert instances.describe(state, "photos")["status"] == "ready"
+    with pytest.raises(BadRequest, match="needs at least 2 nodes"):
+        instances.update(state, "photos", "001", "admin")

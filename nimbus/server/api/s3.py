@@ -29,6 +29,8 @@ CREATE_SCHEMA = {
     "nodes": wire.Field(NODES, required=True),
     "replication": wire.Field(wire.one_of(*sorted(plan.REPLICATIONS))),
 }
+UPDATE_SCHEMA = {"replication": wire.Field(wire.one_of(*sorted(plan.REPLICATIONS)),
+                                           required=True)}
 CREDENTIALS_SCHEMA = {"rotate": wire.Field(wire.boolean)}
 
 
@@ -46,6 +48,10 @@ def register(r: Router) -> None:
     @r.add("GET", "/v1/s3/<ref>", auth="user")
     def describe(ctx: Ctx, ref: str) -> dict[str, Any]:
         return instances.describe(ctx.state, ref)
+
+    @r.add("PATCH", "/v1/s3/<ref>", auth="admin", schema=UPDATE_SCHEMA)
+    def update(ctx: Ctx, ref: str) -> dict[str, Any]:
+        return instances.update(ctx.state, ref, ctx.body["replication"], ctx.actor)
 
     @r.add("POST", "/v1/s3/<ref>/credentials", auth="admin", schema=CREDENTIALS_SCHEMA)
     def credentials(ctx: Ctx, ref: str) -> dict[str, Any]:

@@ -170,6 +170,32 @@ def credentials(state: State, ref: str, rotate: bool, actor: str) -> dict[str, A
             "endpoint": endpoint(inst), "generation": inst["generation"]}
 
 
+def update(state: State, ref: str, replication: str, actor: str) -> dict[str, Any]:
+    """A new placement; members deleted from the cluster leave the instance (their copies
+    are gone), so `--replication 000` makes writes work again on the nodes left."""
+    with state.store.transaction(COLLECTION, "tasks") as tx:
+        inst = find(tx[COLLECTION], ref)
+        gone = set(inst.get("gone") or [])
+        if inst["nodes"][0] in gone:
+            raise Conflict(f"the gateway node {inst['members'][0]['name']} of {inst['name']} "
+                           "was deleted, and with it the instance's metadata: delete the "
+                           "instance and create a new one")
+        keep = [m for m in inst["members"] if m["node_id"] not in gone]
+        try:
+            plan.check_replication(replication, len(keep))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        inst.update(members=keep, nodes=[m["node_id"] for m in keep], gone=[],
+                    replication=replication, generation=inst["generation"] + 1)
+        for table in ("certs", "reports"):
+            inst[table] = {k: v for k, v in (inst.get(table) or {}).items() if k in inst["nodes"]}
+        tasks.enqueue(state, tx["tasks"], inst["nodes"], APPLY, {"instance_id": inst["id"]})
+    state.waiters.notify(inst["nodes"])
+    state.audit.record("s3.updated", state.now(), s3_id=inst["id"], actor=actor,
+                       replication=replication, dropped=sorted(gone))
+    return public(state, inst)
+
+
 def _wait_applied(state: State, iid: str, node_id: str, generation: int) -> None:
     """Until the gateway runs `generation` (its s3 process re-read the keys), so the
     secret handed out next is the one it accepts; Conflict after `timeout`."""

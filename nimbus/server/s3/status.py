@@ -68,11 +68,14 @@ def _service(inst: dict[str, Any], members: list[dict[str, Any]], status: str) -
     names = ", ".join(m["name"] for m in down) or "a process"
     copies = plan.REPLICATIONS[inst["replication"]]
     if copies > 1 and len(down) < len(members):
+        offline = any(m["node_status"] != "deleted" for m in down)
         return {"reads": "served from the remaining copy (the first read of an object whose "
                          "other copy was on a lost node can take ~30 s)",
                 "writes": f"refused: replication {inst['replication']} keeps {copies} copies "
-                          f"and {names} is gone; writes resume when {names} returns, or "
-                          "after the instance is re-created on the nodes left"}
+                          f"and {names} is {'unreachable' if offline else 'deleted'}; writes "
+                          f"resume {'when it returns, or ' if offline else ''}after `nimbus s3 "
+                          f"update {inst['name']} --replication 000` (deleted nodes leave the "
+                          "instance; new objects keep one copy)"}
     return {"reads": f"objects stored on {names} are unavailable until it returns",
             "writes": f"may fail until {names} returns"}
 
