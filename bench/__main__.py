@@ -25,9 +25,10 @@ BENCHMARKS = {
     "agent": "bench.agent",
     "hostile": "bench.hostile",
     "swarm": "bench.swarm",
+    "s3": "bench.s3",
 }
 # Root-only scenarios on a real lab that take minutes: run with --only NAME or a full run.
-NOT_QUICK = {"swarm"}
+NOT_QUICK = {"swarm", "s3"}
 
 
 def log(msg: str) -> None:

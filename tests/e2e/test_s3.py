@@ -31,7 +31,7 @@ from tests.e2e.test_swarm import Capture
 
 pytestmark = pytest.mark.root
 
-CLIENT = Path(__file__).with_name("s3client.py")
+CLIENT = Path(__file__).resolve().parents[2] / "bench" / "s3client.py"
 # Slot 0: master, volume, filer, s3 and their gRPC ports (nimbus/seaweed/plan.py).
 PORTS = (9333, 8080, 8888, 8333, 19333, 18080, 18888, 18333)
 SEAWEED_FILTER = " or ".join(f"port {p}" for p in PORTS)

@@ -1,4 +1,4 @@
-"""A real S3 client (boto3) run inside a lab namespace: `python s3client.py < request.json`.
+"""A real S3 client (boto3) run inside a lab namespace: `python bench/s3client.py < request.json`.
 
 The request carries the credentials on stdin (never argv, so `ps` shows none of them) and
 names one operation; the answer is one JSON line. Object i of a run has the content
