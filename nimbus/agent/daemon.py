@@ -191,9 +191,11 @@ class Agent:
                 tools = self._tools()
                 if tools:
                     body["tools"] = tools
-                running = {n: p["state"] for n, p in self.supervisor.status().items()}
-                if running:
-                    body["processes"] = running
+                # Stopped-for-good ones stay in the supervisor's table; report the live ones.
+                live = {n: p["state"] for n, p in self.supervisor.status().items()
+                        if p["state"] != "stopped"}
+                if live:
+                    body["processes"] = dict(sorted(live.items())[:wire.MAX_PROCESSES])
                 resp = client.request("POST", "/v1/internal/heartbeat", body) or {}
                 interval = float(resp.get("next_heartbeat_sec") or interval)
                 self.membership.accepted()

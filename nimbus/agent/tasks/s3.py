@@ -145,7 +145,7 @@ def remove(ctx: TaskContext, payload: dict[str, Any]) -> str:
     if not iid.startswith("s3-") or "/" in iid:
         raise ValueError("payload has no valid instance_id")
     if ctx.supervisor is not None:
-        for role in plan.ROLES:
+        for role in reversed(plan.ROLES):  # the gateway first, the master last
             ctx.supervisor.stop(plan.process_name(iid, role))
     purged = False
     if payload.get("purge") and ctx.data_dir is not None:
