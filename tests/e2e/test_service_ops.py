@@ -112,7 +112,7 @@ def test_scale_stop_start(lab: SwarmLab):
                      "3 running tasks")
     assert sorted(t["node"] for t in tasks) == ["n1", "n2", "n3"]
     huge = lab.run("service", "scale", "tick", "ticker=100000", check=False)
-    assert huge.returncode != 0 and "from 0 to" in huge.stderr
+    assert huge.returncode != 0 and "between 0 and 100" in huge.stderr
     unknown = lab.run("service", "scale", "tick", "nope=1", check=False)
     assert unknown.returncode != 0 and "no service 'nope'" in unknown.stderr
     stopped = lab.cli("service", "stop", "tick")

@@ -293,3 +293,14 @@ def test_node_logs_come_back_through_a_fetch(stack):
         m.close()
     assert out["lines"] == ["one", "two?[0m"]
     assert m.seen[0]["payload"]["tail"] == 5
+
+
+def test_a_hostile_deploy_answer_is_cleaned_too(stack):
+    state, node_id = stack
+    m = Manager(state, node_id, lambda t: ("succeeded", {"services": [
+        {"name": "app", "running": "NaN", "desired": [1]}, {"running": 2 ** 70}]}))
+    try:
+        out = services.deploy(state, "web", "alpha", COMPOSE, "u", env={"GREETING": "x"})
+    finally:
+        m.close()
+    assert [(s["running"], s["desired"]) for s in out["services"]] == [(0, 0), (100_000, 0)]
