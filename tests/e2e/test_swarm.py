@@ -144,7 +144,7 @@ def test_swarm_of_three_runs_a_stack_reachable_only_through_wireguard(lab: Swarm
         svc = wait_running(lab, STACK, REPLICAS)
         assert svc["swarm"] == "alpha"
         assert svc["services"] == [{"name": "web", "image": "nimbus-lab/busybox:latest",
-                                    "running": 3, "desired": 3}]
+                                    "mode": "replicated", "running": 3, "desired": 3}]
         for name in nodes:  # one replica per node
             ps = lab.docker(name, "ps", "-q", "--filter",
                             f"label=com.docker.stack.namespace={STACK}")
