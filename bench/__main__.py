@@ -26,9 +26,10 @@ BENCHMARKS = {
     "hostile": "bench.hostile",
     "swarm": "bench.swarm",
     "s3": "bench.s3",
+    "volumes": "bench.volumes",
 }
 # Root-only scenarios on a real lab that take minutes: run with --only NAME or a full run.
-NOT_QUICK = {"swarm", "s3"}
+NOT_QUICK = {"swarm", "s3", "volumes"}
 
 
 def log(msg: str) -> None:

@@ -73,11 +73,14 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 @click.option("--allow-privileged", is_flag=True,
               help="Accept containers that reach into their nodes (privileged, host "
                    "namespaces, mounts of / or the Docker socket; see docs/workloads.md).")
+@click.option("--volume", "volumes", multiple=True, metavar="COMPOSE_VOLUME=VOLUME",
+              help="Map a volume the compose file declares onto an NFS volume of the swarm "
+                   "(the external Docker volume nimbus-VOLUME); repeatable.")
 @output_option
 @click.pass_context
 def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str,
            env_pairs: tuple[str, ...], env_file: str | None, allow_privileged: bool,
-           fmt: str) -> None:
+           volumes: tuple[str, ...], fmt: str) -> None:
     """Deploy (or update) a compose stack on the swarm's manager.
 
     ${KEY} in the file is substituted by the control plane from --env/--env-file (kept
@@ -86,13 +89,29 @@ def deploy(ctx: click.Context, swarm_ref: str, path: str, name: str,
     if path == "-" and env_file == "-":
         raise click.BadParameter("the compose file and the env file cannot both be stdin",
                                  param_hint="--env-file")
-    body = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
+    body: dict[str, Any] = {"name": name, "swarm": swarm_ref, "compose": load_compose(path)}
     env = load_env(env_pairs, env_file)
     if env:
         body["env"] = env
     if allow_privileged:
         body["allow_privileged"] = True
+    if volumes:
+        body["volumes"] = volume_map(volumes)
     _show(api(ctx, timeout=150).request("POST", "/v1/services", body), fmt)
+
+
+def volume_map(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`db=data` pairs as {"db": "data"}; the server checks both names."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise click.BadParameter(f"{pair!r} is not COMPOSE_VOLUME=VOLUME",
+                                     param_hint="--volume")
+        if key in out:
+            raise click.BadParameter(f"{key!r} is mapped twice", param_hint="--volume")
+        out[key] = value
+    return out
 
 
 @service.command("list")

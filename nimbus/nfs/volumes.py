@@ -125,3 +125,31 @@ def nfs_url(server_ip: str, export: str, file: str = "") -> str:
     host = f"[{ip}]" if ":" in ip else ip
     tail = "/" + file.lstrip("/") if file else ""
     return f"nfs://{host}{export}{tail}?version=4"
+
+
+COMPOSE_VOLUME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+
+
+def check_compose_volume(key: Any) -> str:
+    if not isinstance(key, str) or not COMPOSE_VOLUME_RE.match(key):
+        raise ValueError(f"{str(key)[:64]!r} is not a compose volume name")
+    return key
+
+
+def map_compose_volumes(compose: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """The compose file with each mapped volume declared as the external `nimbus-NAME`.
+
+    Each mapped key must be a volume the compose file declares (top-level `volumes:`); its
+    own settings are replaced, since the NFS volume is created by Nimbus, not by the stack.
+    """
+    declared = compose.get("volumes") or {}
+    if mapping and not isinstance(declared, dict):
+        raise ValueError("the compose file's top-level 'volumes' must be a mapping")
+    out = {**compose, "volumes": dict(declared)} if mapping else dict(compose)
+    for key, name in sorted(mapping.items()):
+        check_compose_volume(key)
+        if key not in declared:
+            raise ValueError(f"the compose file declares no volume {key!r} (top-level "
+                             "'volumes:'), so --volume cannot map it")
+        out["volumes"][key] = {"external": True, "name": docker_name(name)}
+    return out

@@ -68,7 +68,7 @@ def lab() -> Iterator[SwarmLab]:
 
 
 class Capture:
-    """tcpdump of Swarm ports on one interface of one namespace, written to a file (a pipe
+    """tcpdump (of Swarm ports unless `bpf`) on one interface of one namespace, to a file (a pipe
     nobody reads fills up and stalls tcpdump, which then misses packets)."""
 
     def __init__(self, netns: str, interface: str, directory: Path,

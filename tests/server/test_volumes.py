@@ -16,7 +16,7 @@ import pytest
 
 from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.server import hooks, nodes, tasks
-from nimbus.server.swarm import groups
+from nimbus.server.swarm import groups, services
 from nimbus.server.volumes import records
 
 
@@ -99,6 +99,7 @@ def set_member(state: Any, swarm_id: str, node_id: str, member: bool) -> None:
         members = tx["swarms"][swarm_id]["members"]
         if member:
             members[node_id] = {"role": "worker", "swarm_node_id": None, "added_at": 0}
+            tx["swarms"][swarm_id]["manager"] = tx["swarms"][swarm_id]["manager"] or node_id
         else:
             members.pop(node_id, None)
     hooks.emit(state, "swarm.members_changed", swarm_id=swarm_id)
@@ -227,3 +228,47 @@ def test_no_root_squash_reaches_the_export(lab):
     create(lab, root_squash=False)
     [export] = lab["agents"].share[lab["ids"]["n1"]]["serve"]["exports"]
     assert export["root_squash"] is False and export["export_id"] == 1
+
+
+COMPOSE = {"services": {"db": {"image": "busybox", "volumes": ["db:/data"]}},
+           "volumes": {"db": {}}}
+
+
+def test_a_stack_maps_a_compose_volume_to_the_nfs_volume(lab):
+    create(lab)
+    state = lab["state"]
+    out = services.deploy(state, "shop", "web", COMPOSE, "test", volumes={"db": "data"})
+    assert out["volumes"] == {"db": "data"}
+    assert state.store.read("services")["shop"]["compose"] == COMPOSE  # as given
+    sent = services.render_deploy(state, lab["ids"]["n1"], {"name": "shop"})["compose"]
+    assert sent["volumes"]["db"] == {"external": True, "name": "nimbus-data"}
+    assert hooks.query(state, "volume.users", volume="data") == ["shop"]
+    with pytest.raises(Conflict, match="shop"):
+        records.delete(state, "data", True, actor="test")
+
+
+@pytest.mark.parametrize("mapping, error, match", [
+    ({"nope": "data"}, BadRequest, "declares no volume 'nope'"),
+    ({"db": "missing"}, NotFound, "no volume 'missing'"),
+])
+def test_a_stack_cannot_map_what_is_not_there(lab, mapping, error, match):
+    create(lab)
+    with pytest.raises(error, match=match):
+        services.deploy(lab["state"], "shop", "web", COMPOSE, "test", volumes=mapping)
+    assert "shop" not in lab["state"].store.read("services")
+
+
+def test_a_stack_cannot_map_a_volume_of_another_swarm(lab):
+    create(lab)
+    state, ids = lab["state"], lab["ids"]
+    other = groups.create(state, "other", actor="test")["id"]
+    set_member(state, other, ids["n3"], True)
+    with pytest.raises(Conflict, match="attached to swarm web, not to this one"):
+        services.deploy(state, "shop", "other", COMPOSE, "test", volumes={"db": "data"})
+
+
+@pytest.mark.parametrize("bad", [{"db": "Bad Name"}, {"b@d": "data"}, ["db=data"],
+                                 {f"v{i}": "d" for i in range(33)}])
+def test_a_malformed_volume_map_is_refused(bad):
+    with pytest.raises(BadRequest):
+        services.check_volume_map(bad)

@@ -27,6 +27,8 @@ DEPLOY_SCHEMA = {
         "type": "object", "additionalProperties": {"type": "string"}})),
     # Accept privileged containers, host namespaces and host mounts (docs/workloads.md).
     "allow_privileged": wire.Field(wire.boolean),
+    "volumes": wire.Field(wire.described(lambda n, v: services.check_volume_map(v), {
+        "type": "object", "additionalProperties": {"type": "string"}})),  # compose vol -> NFS
 }
 SCALE_SCHEMA = {"replicas": wire.Field(wire.described(
     lambda n, v: _replicas(v), {"type": "object", "additionalProperties": {
@@ -69,7 +71,7 @@ def register(r: Router) -> None:
     def deploy(ctx: Ctx) -> dict[str, Any]:
         b = ctx.body
         return services.deploy(ctx.state, b["name"], b["swarm"], b["compose"], ctx.actor,
-                               env=b.get("env"),
+                               env=b.get("env"), volumes=b.get("volumes"),
                                allow_privileged=b.get("allow_privileged", False))
 
     @r.add("GET", "/v1/services", auth="user")

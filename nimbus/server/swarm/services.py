@@ -3,9 +3,11 @@
 A record (collection `services`, keyed by stack name — Docker's stack names are per swarm,
 Nimbus keeps them unique across swarms so `service describe NAME` needs no --swarm):
     {name, swarm_id, compose, env (sealed), env_keys, replicas: {svc: n}, stopped,
-     created_at, updated_at, services: [...], tasks: [...], refreshed_at}
+     volumes: {compose volume: NFS volume}, created_at, updated_at, services: [...],
+     tasks: [...], refreshed_at}
 The compose dict is stored as the operator gave it. At delivery (`render_deploy`) it is
-substituted with the stack's env, given the scaled or stopped replica counts, and the
+substituted with the stack's env, its mapped volumes declared as the external Docker
+volumes `nimbus-NAME`, given the scaled or stopped replica counts, and the
 overlay MTU is added on the manager. SECURITY: env values are sealed with the store key
 (bound to the stack name), opened only into that delivered payload, and never logged,
 audited (keys are) or echoed in an error.
@@ -19,7 +21,8 @@ from typing import Any
 from nimbus.docker import compose as composefile
 from nimbus.docker import envsubst, inspect, plan, replicas
 from nimbus.errors import BadRequest, Conflict, Forbidden, NotFound
-from nimbus.server import tasks
+from nimbus.nfs import volumes as nfs_volumes
+from nimbus.server import hooks, tasks
 from nimbus.server.state import State
 from nimbus.server.swarm import groups as swarm
 from nimbus.server.swarm import tasks as swarm_tasks
@@ -65,6 +68,28 @@ def check_privileges(state: State, name: str, compose: dict[str, Any], allow: bo
     return findings
 
 
+def check_volume_map(value: Any) -> dict[str, str]:
+    """{compose volume: NFS volume name}, both names checked; BadRequest otherwise."""
+    if not isinstance(value, dict) or len(value) > 32:
+        raise BadRequest("volumes must be an object of at most 32 compose volume names")
+    try:
+        return {nfs_volumes.check_compose_volume(k): nfs_volumes.check_name(v)
+                for k, v in value.items()}
+    except ValueError as exc:
+        raise BadRequest(f"volumes: {exc}") from None
+
+
+def _map_volumes(state: State, swarm_id: str, compose: dict[str, Any],
+                 volumes: dict[str, str]) -> dict[str, Any]:
+    """Each NFS volume must be there for this swarm (asked of the volumes subsystem)."""
+    for volume in volumes.values():
+        hooks.query(state, "volume.docker_name", volume=volume, swarm_id=swarm_id)
+    try:
+        return nfs_volumes.map_compose_volumes(compose, volumes)
+    except ValueError as exc:
+        raise BadRequest(f"compose file: {exc}") from None
+
+
 def get(state: State, name: str) -> dict[str, Any]:
     rec = state.store.read(COLLECTION).get(name)
     if rec is None:
@@ -79,6 +104,7 @@ def public(state: State, rec: dict[str, Any], with_tasks: bool = False) -> dict[
            "swarm_id": rec["swarm_id"], "services": services, **plan.totals(services),
            "status": "stopped" if rec.get("stopped") else _status(services),
            "env_keys": rec.get("env_keys") or [], "scaled": rec.get("replicas") or {},
+           "volumes": rec.get("volumes") or {},
            "created_at": rec["created_at"], "updated_at": rec.get("updated_at"),
            "refreshed_at": rec.get("refreshed_at")}
     if with_tasks:
@@ -132,10 +158,11 @@ def _substituted(compose: dict[str, Any], env: dict[str, str]) -> dict[str, Any]
 # -- operations ---------------------------------------------------------------------------
 
 def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], actor: str,
-           env: dict[str, str] | None = None, allow_privileged: bool = False
-           ) -> dict[str, Any]:
+           env: dict[str, str] | None = None, allow_privileged: bool = False,
+           volumes: dict[str, str] | None = None) -> dict[str, Any]:
     """Create or update the stack; the manager runs `docker stack deploy`. New env values
-    are merged over the stored ones; replica counts go back to the file's."""
+    are merged over the stored ones; replica counts go back to the file's. `volumes` maps
+    compose volumes onto NFS volumes of the swarm (the external Docker volume nimbus-NAME)."""
     check_name(name)
     check_compose(compose)
     s = swarm.find(state.store.read(swarm.COLLECTION), swarm_ref)
@@ -145,6 +172,8 @@ def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], act
     merged = {**open_env(state, old), **check_env(env or {})}
     # What the manager will get, so a ${VAR} cannot hide a host mount from the check.
     check_privileges(state, name, _substituted(compose, merged), allow_privileged, actor)
+    volumes = dict(volumes or {})
+    _map_volumes(state, s["id"], compose, volumes)
     manager = swarm.ready_manager(state, s)
     now = round(state.now(), 3)
     with state.store.transaction(COLLECTION) as tx:
@@ -153,7 +182,7 @@ def deploy(state: State, name: str, swarm_ref: str, compose: dict[str, Any], act
             **(old or {"created_at": now, "services": []}), "name": name,
             "swarm_id": s["id"], "compose": compose, "replicas": {}, "stopped": False,
             "env": state.box.seal(json.dumps(merged), _env_context(name)) if merged else None,
-            "env_keys": sorted(merged), "updated_at": now}
+            "env_keys": sorted(merged), "volumes": volumes, "updated_at": now}
     _apply(state, name, manager)
     state.audit.record("service.deployed", state.now(), service=name, swarm_id=s["id"],
                        env_keys=sorted(merged), actor=actor)
@@ -241,7 +270,8 @@ def render_deploy(state: State, node_id: str, payload: dict[str, Any]) -> dict[s
         return payload  # the stack was removed meanwhile: the agent reports no compose
     try:
         compose = envsubst.interpolate(rec["compose"], open_env(state, rec))
-    except envsubst.EnvError:
+        compose = nfs_volumes.map_compose_volumes(compose, rec.get("volumes") or {})
+    except (envsubst.EnvError, ValueError):
         return payload
     return {**payload, "compose": replicas.apply(compose, rec.get("replicas") or {},
                                                  bool(rec.get("stopped")))}

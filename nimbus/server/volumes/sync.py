@@ -131,6 +131,22 @@ def queue_sync(state: State, tx: dict[str, Any], targets: Iterable[str]) -> list
     return joined
 
 
+def docker_volume_for(state: State, volume: str, swarm_id: str) -> str:
+    """The Docker volume a stack on swarm_id maps for `volume` (query `volume.docker_name`);
+    NotFound or Conflict (one line) when the volume is not there for that swarm."""
+    from nimbus.errors import Conflict, NotFound
+
+    v = next((v for v in state.store.read(COLLECTION).values() if v["name"] == volume), None)
+    if v is None:
+        raise NotFound(f"no volume {volume[:64]!r}")
+    if v["swarm_id"] != swarm_id:
+        theirs = hooks.query(state, "swarm.name", swarm_id=v["swarm_id"]) or v["swarm_id"]
+        raise Conflict(f"volume {volume} is attached to swarm {theirs}, not to this one")
+    if v["status"] == LOST:
+        raise Conflict(f"volume {volume} is lost (its serving node was deleted)")
+    return plan.docker_name(volume)
+
+
 # -- events and node hooks --------------------------------------------------------------------
 
 def members_changed(state: State, swarm_id: str, **_: Any) -> None:
