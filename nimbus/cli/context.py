@@ -100,6 +100,18 @@ def bearer_token(ctx: click.Context) -> str | None:
     return cache["nimbus.token"]
 
 
+def reauth_body(ctx: click.Context, value: str | None, file: str | None) -> dict[str, str]:
+    """With a JWT the server wants the caller's current password too (creating keys, passwords
+    and join material); HMAC needs nothing. value/file: secrets.current_password_options."""
+    if not bearer_token(ctx):
+        return {}
+    from nimbus.cli.secrets import read_secret
+
+    return {"current_password": read_secret(
+        "current password", flag="--current-password", value=value, file=file,
+        envvar="NIMBUS_CURRENT_PASSWORD")}
+
+
 def path_segment(value: str) -> str:
     """Quote a user-supplied ID for a URL path; the server validates its format."""
     from urllib.parse import quote

@@ -6,10 +6,10 @@ import json
 
 import click
 
-from nimbus.cli.context import api, bearer_token, completer
+from nimbus.cli.context import api, completer, reauth_body
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option
-from nimbus.cli.secrets import read_secret, secret_options
+from nimbus.cli.secrets import current_password_options, read_secret, secret_options
 from nimbus.errors import ConfigError
 
 USER_COLUMNS = ["id", "username", "admin", "has_password", "created_at"]
@@ -51,8 +51,7 @@ def delete_user(ctx: click.Context, user_id: str, fmt: str) -> None:
 
 @iam.command("create-key")
 @click.option("--user-id", required=True, shell_complete=complete_user)
-@secret_options("current-password", "caller's current password (needed with --token)",
-                envvar="NIMBUS_CURRENT_PASSWORD")
+@current_password_options
 @click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Write a ready connection config with the new key to FILE (0600) instead "
                      "of printing the secret.")
@@ -68,7 +67,7 @@ def create_key(ctx: click.Context, user_id: str, current_password: str | None,
     target = Path(config_file) if config_file else None
     if target is not None and target.exists():
         raise ConfigError(f"{target} already exists; choose a new file")
-    body = _reauth(ctx, current_password, current_password_file)
+    body = reauth_body(ctx, current_password, current_password_file)
     data = api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/keys", body)
     if target is None:
         emit(data, fmt)
@@ -110,27 +109,17 @@ def delete_key(ctx: click.Context, user_id: str, key_id: str, fmt: str) -> None:
 @iam.command("set-password")
 @click.option("--user-id", required=True, shell_complete=complete_user)
 @secret_options("password", "new password", envvar="NIMBUS_PASSWORD")
-@secret_options("current-password", "caller's current password (needed with --token)",
-                envvar="NIMBUS_CURRENT_PASSWORD")
+@current_password_options
 @output_option
 @click.pass_context
 def set_password(ctx: click.Context, user_id: str, password: str | None,
                  password_file: str | None, current_password: str | None,
                  current_password_file: str | None, fmt: str) -> None:
     """Set a user's password; tokens issued before stop working."""
-    body = _reauth(ctx, current_password, current_password_file)
+    body = reauth_body(ctx, current_password, current_password_file)
     body["password"] = read_secret("new password", flag="--password", value=password,
                                    file=password_file, envvar="NIMBUS_PASSWORD", confirm=True)
     emit(api(ctx).request("POST", f"/v1/iam/users/{_seg(user_id)}/password", body), fmt)
-
-
-def _reauth(ctx: click.Context, value: str | None, file: str | None) -> dict[str, str]:
-    """With a JWT the server wants the caller's current password too; HMAC needs nothing."""
-    if not bearer_token(ctx):
-        return {}
-    return {"current_password": read_secret(
-        "current password", flag="--current-password", value=value, file=file,
-        envvar="NIMBUS_CURRENT_PASSWORD")}
 
 
 @iam.command("login")

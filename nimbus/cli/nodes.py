@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import click
 
-from nimbus.cli.context import api, complete_node
+from nimbus.cli.context import api, complete_node, reauth_body
 from nimbus.cli.context import path_segment as _seg
 from nimbus.cli.output import emit, output_option, safe
+from nimbus.cli.secrets import current_password_options
 
 NODE_COLUMNS = ["id", "name", "status", "ip_address", "wireguard_ip", "hostname", "arch",
                 "agent_version", "last_seen"]
@@ -30,22 +31,27 @@ def node() -> None:
               help="Accepted for compatibility: the token is always printed.")
 @click.option("--ip", "ip_address", required=True, help="The node's public/LAN IP address.")
 @click.option("--name", default=None, help="A unique name (default derived from the ID).")
+@current_password_options
 @output_option
 @click.pass_context
 def add(ctx: click.Context, get_token: bool, ip_address: str, name: str | None,
-        fmt: str) -> None:
+        current_password: str | None, current_password_file: str | None, fmt: str) -> None:
     """Create a pending node and print its join token (valid 10 minutes, single use)."""
-    body = {"ip_address": ip_address, **({"name": name} if name else {})}
+    body = {"ip_address": ip_address, **({"name": name} if name else {}),
+            **reauth_body(ctx, current_password, current_password_file)}
     _print_join(api(ctx).request("POST", "/v1/nodes", body), fmt, "created")
 
 
 @node.command("token")
 @click.argument("node_ref", metavar="NODE", shell_complete=complete_node)
+@current_password_options
 @output_option
 @click.pass_context
-def token(ctx: click.Context, node_ref: str, fmt: str) -> None:
+def token(ctx: click.Context, node_ref: str, current_password: str | None,
+          current_password_file: str | None, fmt: str) -> None:
     """A fresh join token for a pending node; its previous token stops working."""
-    _print_join(api(ctx).request("POST", f"/v1/nodes/{_seg(node_ref)}/token", {}), fmt,
+    body = reauth_body(ctx, current_password, current_password_file)
+    _print_join(api(ctx).request("POST", f"/v1/nodes/{_seg(node_ref)}/token", body), fmt,
                 "has a new join token")
 
 

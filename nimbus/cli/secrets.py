@@ -39,6 +39,13 @@ def secret_options(name: str, help_text: str, envvar: str | None = None,
     return decorate
 
 
+def current_password_options(f: F) -> F:
+    """--current-password-file (or NIMBUS_CURRENT_PASSWORD, or the prompt) for a command
+    that mints lasting access: the server wants it when the caller uses a token."""
+    return secret_options("current-password", "caller's current password (needed with --token)",
+                          envvar="NIMBUS_CURRENT_PASSWORD")(f)
+
+
 def read_secret(label: str, *, flag: str, value: str | None = None,
                 file: str | None = None, envvar: str | None = None, confirm: bool = False,
                 prompt: bool = True, stdin: IO[str] | None = None,

@@ -151,3 +151,29 @@ def test_wrong_passwords_for_join_material_are_throttled(server, root):
     with pytest.raises(Throttled):
         jwt.request("POST", "/v1/nodes", {"ip_address": "192.0.2.70",
                                           "current_password": PASSWORD})
+
+
+def test_cli_node_add_and_token_ask_for_the_current_password_with_a_token(server, cli, admin,
+                                                                          tmp_path):
+    user = cli.json("iam", "create-user", "--username", "dora", "--admin")
+    cli.run("iam", "set-password", "--user-id", user["id"], "--password-file", "-",
+            input=PASSWORD + "\n")
+    token = cli.json("iam", "login", "--username", "dora", env={"NIMBUS_PASSWORD": PASSWORD}
+                     )["token"]
+    env = {**cli.env, "NIMBUS_TOKEN": token}
+    for args in (["node", "add", "--ip", "192.0.2.80"], ["node", "token", "192.0.2.80"]):
+        r = subprocess.run([*nimbus_argv(), *args], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60, start_new_session=True,
+                           check=False)
+        assert r.returncode != 0 and "current password needed" in r.stderr, args
+        assert "Traceback" not in r.stderr
+    assert store_doc(server, "nodes") == {}
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    made = cli.json("node", "add", "--ip", "192.0.2.80", "--current-password-file", str(pw),
+                    env={"NIMBUS_TOKEN": token})
+    again = cli.json("node", "token", made["node"]["id"], "--current-password-file", str(pw),
+                     env={"NIMBUS_TOKEN": token})
+    assert again["node"]["id"] == made["node"]["id"]
+    # HMAC (the configured key): no current password asked for.
+    assert cli.json("node", "token", made["node"]["id"])["join_token"]
