@@ -57,6 +57,9 @@ class ServerConfig:
     request_timeout_sec: int = 10        # TLS handshake + complete request must arrive in this
     idle_timeout_sec: int = 65           # a kept-alive connection may idle this long
     max_connections_per_source: int = 512  # open connections per client IP address
+    max_connections: int = 20000         # open connections in total (the oldest waiting go)
+    max_buffered_per_source_mib: int = 16  # unfinished input + unread output per address
+    max_buffered_total_mib: int = 256    # the same, for the whole server
     log_level: str = "info"
     extra_sans: list[str] = field(default_factory=list)
     audit_max_bytes: int = 10 * 1024 * 1024
@@ -85,6 +88,9 @@ class ServerConfig:
         _range("request_timeout_sec", self.request_timeout_sec, 1, 10)
         _range("idle_timeout_sec", self.idle_timeout_sec, 1, 3600)
         _range("max_connections_per_source", self.max_connections_per_source, 1, 65536)
+        _range("max_connections", self.max_connections, 16, 1_000_000)
+        _range("max_buffered_per_source_mib", self.max_buffered_per_source_mib, 2, 65536)
+        _range("max_buffered_total_mib", self.max_buffered_total_mib, 2, 1_000_000)
         _interface_name(self.interface)
         if self.public_address:
             _ip("public_address", self.public_address)

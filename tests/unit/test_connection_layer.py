@@ -27,8 +27,9 @@ def scan(data: bytes, step: int) -> int | None:
     b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
     b"POST / HTTP/1.1\r\ncontent-length:  0 \r\n\r\n",
     b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n",
-    b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
-    b"GET / HTTP/1.1\nHost: x\n\n",  # bare LF: complete, for cheroot to refuse with 400
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET /a?b=c HTTP/1.1\r\nX-Odd: v\xe9 \x01 \t\r\nEmpty:\r\n\r\n",
 ])
 def test_the_end_of_each_request_is_found_whatever_the_arrival_pattern(request_bytes, step):
     assert scan(request_bytes + NEXT, step) == len(request_bytes)
@@ -48,7 +49,7 @@ def test_the_end_of_each_request_is_found_whatever_the_arrival_pattern(request_b
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n", 413),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
      + b"80000\r\n" + b"a" * 0x80000 + b"\r\n" + b"80001\r\n", 413),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: y\r\n" * 3000, 431),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: y\r\n" * 3000, 400),
 ])
 def test_what_can_never_be_accepted_is_refused_with_its_status(request_bytes, status):
     for step in (1 if len(request_bytes) < 40_000 else 997, len(request_bytes)):
@@ -89,3 +90,77 @@ def test_a_head_of_exactly_16_kib_is_accepted():
 def test_the_per_source_cap_counts_ipv4_addresses_and_ipv6_slash_64s(host, key):
     # The gate counts connections with the key the login throttle uses.
     assert source_key(host) == key
+
+
+# -- framing the gate and cheroot could read differently is refused (issue 23 item 1) -----
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    # obs-fold: cheroot applies the continuation to Content-Length (1000); the gate saw 0.
+    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n 1000\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\t1000\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n X: folded first\r\nHost: x\r\n\r\n", 400),  # was a 500 in cheroot
+    (b"GET / HTTP/1.1\nHost: x\n\n", 400),                               # bare LF
+    (b"GET / HTTP/1.1\r\nHost: x\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nX: a\rContent-Length: 5\r\n\r\n", 400),         # bare CR
+    (b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello", 400),        # space before colon
+    (b"POST / HTTP/1.1\r\nContent-Length\t: 5\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\n\x0bContent-Length: 5\r\n\r\nhello", 400),     # odd bytes in a name
+    (b"POST / HTTP/1.1\r\nContent\x00Length: 5\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\nContent-L\xe9ngth: 5\r\n\r\nhello", 400),
+    (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),                        # NUL in a value
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", 400),        # int() would take it
+    (b"POST / HTTP/1.1\r\nContent-Length: 5_0\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: \x0c5\r\n\r\nhello", 400),
+    # cheroot takes the last Transfer-Encoding line; the gate must not pick another.
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    # cheroot ignores Transfer-Encoding on HTTP/1.0 and would read no body at all.
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.01\r\n\r\n", 400),                                     # cheroot: (1, 1)
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/0.9\r\n\r\n", 505),
+    (b"GET  / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 \r\n\r\n", 400),
+    (b"GET /\x7f HTTP/1.1\r\n\r\n", 400),
+])
+def test_framing_cheroot_could_read_differently_is_refused(request_bytes, status):
+    for step in (1, 5, len(request_bytes)):
+        with pytest.raises(FrameError) as err:
+            scan(request_bytes + NEXT, step)
+        assert err.value.status == status, err.value.message
+
+
+def test_a_bare_lf_is_refused_before_the_head_is_complete():
+    scanner = RequestScanner()
+    with pytest.raises(FrameError) as err:
+        scanner.feed(b"GET / HTTP/1.1\r\nHost: x\nX: y")
+    assert err.value.status == 400
+
+
+def test_chunked_bodies_are_capped_as_cheroot_counts_them():
+    """cheroot counts the chunk-size lines against the 1 MiB too: so does the gate."""
+    size = BODY_LIMIT - 8
+    body = b"%x\r\n" % size + b"a" * size + b"\r\n0\r\n\r\n"
+    with pytest.raises(FrameError) as err:
+        scan(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body, len(body))
+    assert err.value.status == 413
+
+
+def test_a_scan_starts_where_the_previous_request_ended():
+    """A pipeline is scanned in place: each request from the end of the one before."""
+    one = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    buf = bytearray(one * 3)
+    start = 0
+    for _ in range(3):
+        end = RequestScanner(start).feed(buf)
+        assert end == start + len(one)
+        start = end
+    assert RequestScanner(start).feed(buf) is None

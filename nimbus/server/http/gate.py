@@ -6,12 +6,19 @@ for a request line. One silent client therefore stopped every other; 64 idle one
 workers. The gate keeps cheroot's thread pool, request parsing and WSGI gateway, and replaces
 what happens before a worker is committed:
 
-* accept never blocks; a source address with `per_source` open connections is refused;
+* accept never blocks; a source address with `per_source` open connections is refused, and
+  at `max_connections` in total the oldest waiting connection of the biggest source goes
+  (budget.Ledger);
 * the TLS handshake and the read of the complete request (head and body) are non-blocking,
   driven by the selector, and must finish within `request_timeout` of the connection opening
   (or of the first byte of a later request on a kept-alive connection), else 408 (or a silent
   close while the handshake is unfinished);
-* only a complete request goes to a worker, so workers never wait on the network for input;
+* only a complete request goes to a worker, and only its bytes (conn.take_request), so
+  workers never wait on the network for input;
+* a response the client does not read at once is sent from here (WRITE), so workers never
+  wait for a client to read either;
+* unfinished input and unread output count against a per-source and a total byte budget
+  (503 past it);
 * framing limits (16 KiB head -> 431, 1 MiB body -> 413, bad framing -> 400) are answered
   here, in JSON, without a worker;
 * a kept-alive connection idles here, at no cost but a file descriptor, for `idle_timeout`.
@@ -27,14 +34,22 @@ import logging
 import selectors
 import socket
 import ssl
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
 
-from nimbus.server.http.conn import BUSY, DRAIN, HANDSHAKE, HEAD, IDLE, Connection, error_response
+from nimbus.server.http.budget import Ledger, Limits
+from nimbus.server.http.conn import (
+    BUSY,
+    DRAIN,
+    HANDSHAKE,
+    HEAD,
+    IDLE,
+    WRITE,
+    Connection,
+    error_response,
+)
 from nimbus.server.http.framing import BODY_LIMIT, HEAD_LIMIT, FrameError
 from nimbus.server.ratelimit import source_key  # an IPv6 client counts as its /64
 
@@ -46,16 +61,7 @@ ACCEPT_BATCH = 64     # connections accepted per wake-up of the listening socket
 READ_LIMIT = HEAD_LIMIT + BODY_LIMIT + 64 * 1024  # the framing refuses before this is reached
 
 
-@dataclass(frozen=True)
-class Limits:
-    request_timeout: float = 10.0
-    idle_timeout: float = 65.0
-    per_source: int = 512
-
-    @classmethod
-    def from_config(cls, config: Any) -> Limits:
-        return cls(float(config.request_timeout_sec), float(config.idle_timeout_sec),
-                   int(config.max_connections_per_source))
+__all__ = ["READ_LIMIT", "Gate", "Limits"]
 
 
 class Gate(ConnectionManager):
@@ -65,26 +71,7 @@ class Gate(ConnectionManager):
         super().__init__(server)  # registers the listening socket with the selector
         server.socket.setblocking(False)
         self.limits = limits
-        self._sources: dict[str, int] = {}
-        self._sources_lock = threading.Lock()
-
-    # -- per-source slots (released from whichever thread closes the connection) ----------
-
-    def _admit(self, source: str) -> bool:
-        with self._sources_lock:
-            n = self._sources.get(source, 0)
-            if n >= self.limits.per_source:
-                return False
-            self._sources[source] = n + 1
-            return True
-
-    def _release(self, source: str) -> None:
-        with self._sources_lock:
-            n = self._sources.get(source, 0) - 1
-            if n > 0:
-                self._sources[source] = n
-            else:
-                self._sources.pop(source, None)
+        self.ledger = Ledger(limits, BUSY)
 
     @property
     def can_add_keepalive_connection(self) -> bool:
@@ -122,9 +109,8 @@ class Gate(ConnectionManager):
                     time.sleep(0.05)  # the backlog stays readable; do not spin on it
                 return
             source = source_key(addr[0]) if isinstance(addr, tuple) else ""
-            if not self._admit(source):
-                log.debug("http: refused a connection from %s (per-source limit %d)",
-                          source, self.limits.per_source)
+            if not (self.ledger.admit(source) and self._make_room()):
+                log.debug("http: refused a connection from %s (connection limits)", source)
                 sock.close()
                 continue
             try:
@@ -136,34 +122,67 @@ class Gate(ConnectionManager):
             except (OSError, ValueError) as exc:
                 log.debug("http: dropping a new connection from %s: %s", source, exc)
                 sock.close()
-                self._release(source)
                 continue
-            conn.holds_slot(source, self._release)
+            conn.holds_slot(source, self.ledger.release)
+            self.ledger.track(conn)
             conn.remote_addr, conn.remote_port = addr[0], addr[1]
             conn.phase = HANDSHAKE
             conn.deadline = time.monotonic() + self.limits.request_timeout
             self._selector.register(tls.fileno(), selectors.EVENT_READ, data=conn)
 
+    def _make_room(self) -> bool:
+        """At max_connections, push out the oldest waiting connection of the biggest source."""
+        if not self.ledger.full():
+            return True
+        victim = self.ledger.victim()
+        if victim is None:
+            return False
+        log.debug("http: at %d connections; closing one from %s", self.ledger.total_connections,
+                  victim.source)
+        self._drop(victim.socket.fileno(), victim)
+        return True
+
     def _advance(self, fd: int, conn: Connection) -> None:
         try:
             if conn.phase == HANDSHAKE and not self._handshake(fd, conn):
                 return
+            if conn.phase == WRITE:
+                self._write(fd, conn)
+                return
             if conn.phase == DRAIN:
                 alive = conn.pull(READ_LIMIT)
-                conn.rfile.discard()
+                conn.discard()
                 if not alive:
                     self._drop(fd, conn)
                 return
             if not conn.pull(READ_LIMIT):
                 self._drop(fd, conn)  # closed or reset by the client
                 return
-            if conn.phase == IDLE and conn.rfile.has_data():
+            if conn.phase == IDLE and conn.has_input():
                 conn.phase = HEAD
                 conn.deadline = time.monotonic() + self.limits.request_timeout
             self._offer(conn, fd)
         except Exception as exc:  # noqa: BLE001 - one connection must never stop the gate
             log.debug("http: dropping a connection from %s: %r", conn.source, exc)
             self._drop(fd, conn)
+
+    def _write(self, fd: int, conn: Connection) -> None:
+        """Send more of a response the client is slow to read; then its next request."""
+        before = conn.wfile.pending
+        done = conn.wfile.send_some()
+        if conn.wfile.pending < before:  # progress renews the deadline
+            conn.deadline = time.monotonic() + self.limits.request_timeout
+        if not done:
+            self.ledger.charge(conn, conn.wfile.pending)
+            self._watch(fd, conn, selectors.EVENT_READ if conn.wfile.wants_read
+                        else selectors.EVENT_WRITE)
+            return
+        if conn.close_after:
+            self._drop(fd, conn)
+            return
+        self.ledger.charge(conn, 0)
+        self._watch(fd, conn, selectors.EVENT_READ)
+        self._next_request(conn, fd)
 
     def _handshake(self, fd: int, conn: Connection) -> bool:
         """Drive the TLS handshake one step; True once it is done (the connection reads on)."""
@@ -202,12 +221,12 @@ class Gate(ConnectionManager):
         for fd, conn in expired:
             if conn.phase == HEAD:
                 conn.send_now(error_response(408, "the request did not arrive in time"))
-            self._drop(fd, conn)
+            self._drop(fd, conn)  # a response unread for a whole deadline goes too
 
     def _drop(self, fd: int, conn: Connection) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fd)
-        conn.close()
+        conn.shutdown()
 
     # -- handing over: from the gate, or from a worker that just answered -----------------
 
@@ -217,11 +236,16 @@ class Gate(ConnectionManager):
         fd is the registered descriptor when the gate calls, None when a worker does.
         """
         try:
-            end = conn.scanner.feed(conn.rfile.unread())
+            end = conn.scanner.feed(conn.inbox)
         except FrameError as exc:
             self._refuse(conn, fd, exc)
             return
         if end is None:
+            if not self.ledger.charge(conn, conn.buffered()):
+                self._refuse(conn, fd, FrameError(
+                    503, "too much unfinished input is waiting from your address or in "
+                         "total; retry later"))
+                return
             if conn.scanner.expect_continue and not conn.continue_sent and conn.scanner.head_end:
                 conn.continue_sent = True
                 conn.send_now(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -230,21 +254,21 @@ class Gate(ConnectionManager):
             return
         if fd is not None:
             self._selector.unregister(fd)
-        conn.new_request()
+        self.ledger.charge(conn, 0)
+        conn.take_request(end)
         conn.phase = BUSY
-        conn.socket.settimeout(self.limits.request_timeout)
         self.server.process_conn(conn)
 
     def request_ready(self, conn: Connection) -> bool:
         """For a worker that read ahead: is a complete request buffered? (If so, it is now
         the worker's to answer.) Refusals are left to put(), which answers them."""
         try:
-            end = conn.scanner.feed(conn.rfile.unread())
+            end = conn.scanner.feed(conn.inbox)
         except FrameError:
             return False
         if end is None:
             return False
-        conn.new_request()
+        conn.take_request(end)
         conn.phase = BUSY
         return True
 
@@ -254,28 +278,42 @@ class Gate(ConnectionManager):
         conn.send_now(error_response(exc.status, exc.message))
         with contextlib.suppress(OSError):  # FIN after the answer (TLS stays as it is)
             socket.socket.shutdown(conn.socket, socket.SHUT_WR)
-        conn.rfile.discard()
+        conn.discard()
+        self.ledger.charge(conn, 0)
         conn.phase = DRAIN
         conn.deadline = time.monotonic() + DRAIN_SEC
         if fd is None:
             self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
 
     def put(self, conn: Connection) -> None:
-        """A worker is done with a request on a kept-alive connection (cheroot's put())."""
+        """A worker is done with a request on a kept-alive connection (cheroot's put()), or
+        closes one whose response is not all out yet (conn.close)."""
         conn.last_used = time.time()
         try:
-            conn.socket.setblocking(False)
-            if conn.rfile.has_data():  # the next request (or part of it) is already here
-                if conn.phase != HEAD:
-                    conn.phase = HEAD
-                    conn.deadline = time.monotonic() + self.limits.request_timeout
-            else:
-                conn.phase = IDLE
-                conn.deadline = time.monotonic() + self.limits.idle_timeout
-            self._offer(conn, None)
+            if conn.wfile.pending:  # the client is slow to read: the gate sends the rest
+                conn.phase = WRITE
+                conn.deadline = time.monotonic() + self.limits.request_timeout
+                if not self.ledger.charge(conn, conn.wfile.pending):
+                    log.debug("http: dropping an unread response to %s (over budget)",
+                              conn.source)
+                    conn.shutdown()
+                    return
+                self._selector.register(conn.socket.fileno(), selectors.EVENT_WRITE, data=conn)
+                return
+            self._next_request(conn, None)
         except Exception as exc:  # noqa: BLE001 - the worker must survive a broken client
             log.debug("http: dropping a kept-alive connection: %r", exc)
-            conn.close()
+            conn.shutdown()
+
+    def _next_request(self, conn: Connection, fd: int | None) -> None:
+        if conn.has_input():  # the next request (or part of it) is already here
+            if conn.phase != HEAD:
+                conn.phase = HEAD
+                conn.deadline = time.monotonic() + self.limits.request_timeout
+        else:
+            conn.phase = IDLE
+            conn.deadline = time.monotonic() + self.limits.idle_timeout
+        self._offer(conn, fd)
 
 
 def _send_plain(fd: int, data: bytes) -> None:

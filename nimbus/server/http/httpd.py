@@ -54,7 +54,12 @@ def _context_adapter(context: ssl.SSLContext) -> Any:
             # Skip BuiltinSSLAdapter.__init__: it builds its own context from file names.
             Adapter.__init__(self, "", "")
             self._server_env: dict[str, str] = {}
-            self.context = context
+            # Not through cheroot's `context` setter: it installs a Python SNI callback, and
+            # CPython decodes the server name as ASCII before calling it, so a client sending
+            # a non-ASCII name got an alert and wrote a traceback to stderr on every
+            # handshake. The API does not use SNI: OpenSSL ignores it without a callback.
+            self._context = context
+            context.sni_callback = None
 
         def get_environ(self, sock: Any) -> dict[str, str]:
             return tls_environ(sock)
@@ -99,7 +104,7 @@ def _readable(sock: Any, timeout: float) -> bool:
 def _lingering_put_conn(server: Any) -> Any:
     def put_conn(conn: Connection) -> None:
         if not server.ready:
-            conn.close()
+            conn.shutdown()
             return
         gate: Gate = server._connections
         # Only connections that are busy right now (their previous request ended moments
@@ -109,27 +114,25 @@ def _lingering_put_conn(server: Any) -> Any:
         conn.last_put = now
         try:
             for _ in range(MAX_INLINE_REQUESTS if busy else 0):
-                if not server.ready:
-                    break
-                had_data = conn.rfile.has_data()
+                if not server.ready or conn.wfile.pending:
+                    break  # an unread response goes to the gate, which sends the rest
+                had_data = conn.has_input()
                 if not (had_data or _readable(conn.socket, LINGER_SEC)):
                     break
-                conn.socket.setblocking(False)
                 if not conn.pull(READ_LIMIT):
-                    conn.close()
+                    conn.shutdown()
                     return
                 if not had_data:  # the first bytes of this request: its deadline starts
                     conn.phase = HEAD
                     conn.deadline = time.monotonic() + gate.limits.request_timeout
                 if not gate.request_ready(conn):
                     break  # incomplete or refused: the gate takes it from here
-                conn.socket.settimeout(gate.limits.request_timeout)
                 if not conn.communicate():
                     conn.close()
                     return
         except Exception as exc:  # noqa: BLE001 - an error here must not kill the worker
             log.debug("http: dropping a kept-alive connection: %s", exc)
-            conn.close()
+            conn.shutdown()
             return
         gate.put(conn)
 
