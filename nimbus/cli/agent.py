@@ -20,6 +20,7 @@ def agent_options(fn: Any) -> Any:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="Agent settings (default /etc/nimbus/agent.toml when it exists)."),
         click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                     type=click.Path(file_okay=False),
                      help="Credentials and state (default /var/lib/nimbus as root, else "
                           "~/.nimbus)."),
         click.option("--no-wireguard", is_flag=True,
@@ -35,7 +36,8 @@ JOIN_OPTIONS = ("join", "token", "token_file", "api_url")
 @click.option("--join", is_flag=True, help="Enroll this node with a one-time join token.")
 @click.option("--token", default=None,
               help="The join token (visible in the process list; prefer --token-file).")
-@click.option("--token-file", default=None, help="Read the join token from FILE, or - for stdin.")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Read the join token from FILE, or - for stdin.")
 @click.option("--api-url", default=None,
               help="Call the API here instead of the token's URL (--join only).")
 @agent_options

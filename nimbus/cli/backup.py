@@ -26,7 +26,8 @@ def backup(output_file: str, data_dir: str | None, server_config: str | None) ->
 @click.command()
 @click.option("--input", "input_file", required=True,
               type=click.Path(dir_okay=False, exists=True), help="Archive from nimbus backup.")
-@click.option("--data-dir", required=True, help="Directory to restore into (new or empty).")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to restore into (new or empty).")
 def restore(input_file: str, data_dir: str) -> None:
     """Restore a backup into a new data dir, then check it as `nimbus doctor` does."""
     from nimbus.errors import ConfigError

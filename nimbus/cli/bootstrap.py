@@ -16,6 +16,7 @@ from nimbus.store.files import write_private
 
 @click.command()
 @click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+              type=click.Path(file_okay=False),
               help="Control-plane data dir (local bootstrap).")
 @click.option("--server-config", type=click.Path(dir_okay=False), default=None,
               help="Server config to read the API address from (local bootstrap).")

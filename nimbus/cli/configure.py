@@ -23,6 +23,7 @@ from nimbus.errors import BadRequest, ConfigError, Forbidden
 
 @click.command()
 @click.option("--from", "from_file", metavar="FILE|-", default=None,
+              type=click.Path(dir_okay=False, allow_dash=True),
               help="A connection config written by `nimbus bootstrap` or `iam create-key`.")
 @click.option("--api-url", default=None, help="API URL, https://HOST[:PORT] (overrides --from).")
 @click.option("--access-key", default=None, help="Access key (omit for password-only users).")

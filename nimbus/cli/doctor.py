@@ -14,6 +14,7 @@ def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--server-config", type=click.Path(dir_okay=False), default=None,
                       help="Server config to read data_dir from.")(fn)
     return click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                        type=click.Path(file_okay=False),
                         help="Control-plane data dir.")(fn)
 
 

@@ -8,7 +8,19 @@ import click
 
 from nimbus.cli.output import emit, output_option, table
 
-_ID_HELP = "Lab id (default: the only lab there is, else the newest)."
+
+def _complete_lab(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The ids of this machine's labs (namespaces, state and data dirs); none on any error."""
+    try:
+        from nimbus.lab.orchestrate import all_labs
+
+        return [i for i in all_labs() if i.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - completion offers nothing rather than an error
+        return []
+
+
+lab_id_option = click.option("--id", "lab_id", default=None, shell_complete=_complete_lab,
+                             help="Lab id (default: the only lab there is, else the newest).")
 
 
 @click.group()
@@ -98,7 +110,7 @@ def _print_pings(the_lab, retry_for: float) -> bool:
 
 
 @lab.command("status")
-@click.option("--id", "lab_id", default=None, help=_ID_HELP)
+@lab_id_option
 @output_option
 def status(lab_id: str | None, fmt: str) -> None:
     """Namespaces, interfaces, overlay addresses and status of every member."""
@@ -114,7 +126,7 @@ def status(lab_id: str | None, fmt: str) -> None:
 
 
 @lab.command("ping")
-@click.option("--id", "lab_id", default=None, help=_ID_HELP)
+@lab_id_option
 def ping(lab_id: str | None) -> None:
     """Ping every overlay address from every member; exit 1 when any pair fails."""
     if not _print_pings(_open(lab_id), retry_for=0):
@@ -125,7 +137,7 @@ def ping(lab_id: str | None) -> None:
 # inner command's, untouched: `lab cli -- node list -o json`, or even without the `--`.
 @lab.command("cli", context_settings={"ignore_unknown_options": True,
                                       "allow_interspersed_args": False})
-@click.option("--id", "lab_id", default=None, help=_ID_HELP)
+@lab_id_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def cli(ctx: click.Context, lab_id: str | None, args: tuple[str, ...]) -> None:
@@ -148,7 +160,7 @@ def cli(ctx: click.Context, lab_id: str | None, args: tuple[str, ...]) -> None:
 
 
 @lab.command("restart")
-@click.option("--id", "lab_id", default=None, help=_ID_HELP)
+@lab_id_option
 @click.argument("member")
 def restart(lab_id: str | None, member: str) -> None:
     """Restart the control plane (`cp`) or the agent of node N, keeping their data."""
@@ -158,7 +170,7 @@ def restart(lab_id: str | None, member: str) -> None:
 
 
 @lab.command("down")
-@click.option("--id", "lab_id", default=None, help=_ID_HELP)
+@lab_id_option
 @click.option("--all", "all_labs_", is_flag=True, help="Remove every lab on this machine.")
 def down(lab_id: str | None, all_labs_: bool) -> None:
     """Stop every lab process; remove namespaces, interfaces, sockets and lab files."""

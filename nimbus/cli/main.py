@@ -189,7 +189,7 @@ def run(argv: list[str], obj: dict[str, Any] | None = None) -> int:
 
 def usage_message(exc: click.UsageError) -> str:
     """click's message as one line, with the closest command name and the help to read."""
-    text = _sentence(exc.format_message())
+    text = _sentence(exc.format_message()).replace(" Did you mean", "; did you mean")
     ctx = exc.ctx
     if ctx is None:
         return text

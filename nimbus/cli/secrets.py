@@ -32,6 +32,7 @@ def secret_options(name: str, help_text: str, envvar: str | None = None,
 
     def decorate(fn: F) -> F:
         fn = click.option(f"--{name}-file", f"{dest}_file", default=None, metavar="FILE|-",
+                          type=click.Path(dir_okay=False, allow_dash=True),
                           help=f"Read the {help_text} from FILE, or - for stdin.")(fn)
         return click.option(f"--{name}", dest, default=None, metavar="VALUE",
                             help=f"The {help_text} (visible in ps and shell history: prefer "
@@ -70,11 +71,29 @@ def read_secret(label: str, *, flag: str, value: str | None = None,
         return _non_empty(env[envvar], label)
     stream = stdin or sys.stdin
     if prompt and _is_tty(stream):
-        return _non_empty(click.prompt(label, hide_input=True,
-                                       confirmation_prompt=confirm, err=True),
-                            label)
+        return _non_empty(_ask(label, confirm), label)
     ways = f"{flag}-file FILE (- for stdin)" + (f", {envvar}" if envvar else "")
     raise ConfigError(f"{label} needed: give {ways}, or run on a terminal to be prompted")
+
+
+def _ask(label: str, confirm: bool) -> str:
+    """A no-echo prompt on the terminal, asked twice with `confirm`.
+
+    getpass itself, not click.prompt: getpass turns echo off before it writes its prompt,
+    while click.prompt writes the prompt first and then calls getpass, so an answer typed
+    (or pasted) as soon as the prompt showed was echoed on the screen and then discarded by
+    getpass's TCSAFLUSH, leaving the prompt waiting.
+    """
+    import getpass
+
+    try:
+        while True:
+            value = getpass.getpass(f"{label}: ")
+            if not confirm or getpass.getpass("Repeat for confirmation: ") == value:
+                return value
+            click.echo("error: the two entered values do not match", err=True)
+    except (KeyboardInterrupt, EOFError):
+        raise click.Abort from None
 
 
 def _read_file(path: str, stdin: IO[str] | None, flag: str) -> str:

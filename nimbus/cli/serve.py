@@ -19,6 +19,7 @@ def server_options(fn: Any) -> Any:
         click.option("--listen", default=None, help="HOST:PORT to listen on (default "
                                                      "0.0.0.0:8443)."),
         click.option("--data-dir", default=None, envvar="NIMBUS_DATA_DIR",
+                     type=click.Path(file_okay=False),
                      help="State directory."),
         click.option("--no-wireguard", is_flag=True, help="Development mode: no tunnel, same "
                                                           "mTLS."))):

@@ -63,6 +63,7 @@ def _json_compose(path: str, text: str) -> dict[str, Any]:
 @click.option("--swarm", "swarm_ref", required=True, help="Swarm id or name.",
               shell_complete=complete_swarm)
 @click.option("--file", "-f", "path", required=True,
+              type=click.Path(dir_okay=False, allow_dash=True),
                   help="Compose file (YAML or JSON; - = stdin).")
 @click.option("--name", required=True, help="Stack name: 1-63 of a-z, 0-9, '_' and '-'.")
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",

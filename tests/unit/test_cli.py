@@ -46,6 +46,8 @@ def test_a_group_alone_shows_its_help_on_stderr_and_exits_2(args):
     (["node", "describe", "a", "b"], "unexpected extra argument (b)", "nimbus node describe"),
     (["node", "add"], "missing option '--ip'", "nimbus node add"),
     (["node", "list", "--nope"], "no such option: --nope", "nimbus node list"),
+    (["node", "list", "--ouput"], "no such option: --ouput; did you mean --output?",
+     "nimbus node list"),
     (["--debug=yes", "node", "list"], "option '--debug' does not take a value", None),
     (["lab", "up", "--nodes", "0"], "0 is not in the range 1<=x<=240", "nimbus lab up"),
     (["audit", "--since", "nan"], "'nan' is no time", "nimbus audit"),
@@ -176,6 +178,11 @@ def test_completion_of_commands_and_options():
     assert _complete("nimbus no") == "plain,node\n"
     assert _complete("nimbus node de") == "plain,delete\nplain,describe\n"
     assert "plain,--output" in _complete("nimbus node list --ou")
+
+
+def test_file_and_directory_options_complete_as_paths_in_the_shell():
+    assert _complete("nimbus iam login --password-file /e").startswith("file,/e")
+    assert _complete("nimbus serve --data-dir /v").startswith("dir,/v")
 
 
 def test_completion_from_the_api_is_silent_when_there_is_none():
