@@ -176,6 +176,8 @@ def test_names_are_unique_and_folders_on_one_node_do_not_overlap(lab):
         create(lab, name="inner", folder="/srv/a/b")
     second = create(lab, name="other", node="n2", folder="/srv/a")  # another node: fine
     assert second["status"] == "ready"
+    third = create(lab, name="third")  # the default folder: volumes/third, no overlap
+    assert third["status"] == "ready" and third["folder"].endswith("/volumes/third")
     assert {e for e in lab["agents"].exports(lab["ids"]["n2"])} == {"other"}
 
 

@@ -95,11 +95,13 @@ def _free_export_id(vols: dict[str, Any], node_id: str) -> int:
     return next(i for i in range(1, ganesha.MAX_EXPORT_ID + 1) if i not in taken)
 
 
-def _check_unique(vols: dict[str, Any], name: str, node_id: str, folder: str) -> None:
+def _check_unique(vols: dict[str, Any], name: str, node_id: str, folder: str | None) -> None:
+    """Conflict for a taken name, or a folder in, around or equal to another's on the node
+    (folder None: not known yet, the node resolves the default)."""
     for v in vols.values():
         if v["name"] == name:
             raise Conflict(f"a volume named {name} already exists")
-        if v["node_id"] == node_id and v["status"] != sync.LOST and plan.overlaps(
+        if folder and v["node_id"] == node_id and v["status"] != sync.LOST and plan.overlaps(
                 v["folder"], folder):
             raise Conflict(f"{folder} overlaps the folder of volume {v['name']} "
                            f"({v['folder']}) on the same node")
@@ -112,7 +114,7 @@ def create(state: State, name: str, node_ref: str, swarm_ref: str, folder: str |
     _check_input(name, folder)
     node = _serving_node(state, node_ref)
     swarm_id = hooks.query(state, "swarm.resolve", ref=swarm_ref)
-    _check_unique(state.store.read(COLLECTION), name, node["id"], folder or "")
+    _check_unique(state.store.read(COLLECTION), name, node["id"], folder)
     checked = tasks.run(state, node["id"], sync.CHECK, {"name": name, "folder": folder},
                         CHECK_TIMEOUT)
     resolved = str(checked.get("folder") or "")
@@ -121,7 +123,7 @@ def create(state: State, name: str, node_ref: str, swarm_ref: str, folder: str |
         vols = tx[COLLECTION]
         _check_unique(vols, name, node["id"], resolved)
         v = {"id": wire.new_id("vol"), "name": name, "node_id": node["id"],
-             "swarm_id": swarm_id, "folder": resolved,
+             "swarm_id": swarm_id, "folder": resolved, "server_ip": node["wireguard_ip"],
              "export_id": _free_export_id(vols, node["id"]), "root_squash": bool(root_squash),
              "status": sync.PENDING, "error": None, "created_at": round(state.now(), 3),
              "ready_at": None, "mounts": {}, "synced_to": []}
