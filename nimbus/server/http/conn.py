@@ -28,6 +28,7 @@ from nimbus.server.http.framing import RequestScanner
 
 # Where a connection is; only the thread that owns it (the gate or one worker) changes it.
 HANDSHAKE, HEAD, IDLE, BUSY, DRAIN, WRITE = "handshake", "head", "idle", "busy", "drain", "write"
+PARKED = "parked"  # a pipelining client must read its earlier answers first (gate.behind)
 _RECV_SIZE = 65536
 _TLS_RECORD = 16384  # a TLS recv returns at most one record of plaintext
 _SEND_SIZE = 65536   # one non-blocking send; an SSL retry must repeat exactly these bytes
@@ -214,6 +215,10 @@ class Connection(HTTPConnection):
             self.server._connections.put(self)
             return
         self.shutdown()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.locked()
 
     def shutdown(self) -> None:
         if not self._closed.acquire(blocking=False):

@@ -30,11 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import selectors
 import socket
 import ssl
+import struct
+import termios
 import time
+from collections import deque
 from typing import Any
 
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
@@ -46,6 +50,7 @@ from nimbus.server.http.conn import (
     HANDSHAKE,
     HEAD,
     IDLE,
+    PARKED,
     WRITE,
     Connection,
     error_response,
@@ -59,9 +64,13 @@ SWEEP_SEC = 0.25      # how often deadlines are checked (their granularity)
 DRAIN_SEC = 2.0       # after an error answer, read and drop the rest for this long, then close
 ACCEPT_BATCH = 64     # connections accepted per wake-up of the listening socket
 READ_LIMIT = HEAD_LIMIT + BODY_LIMIT + 64 * 1024  # the framing refuses before this is reached
+# A pipelining client gets its next request answered only once no more than this much of its
+# earlier answers is still unread in the kernel: the work done for a client that never reads
+# is bounded by what it reads, not by the size of socket buffers (several MB on loopback).
+UNREAD_LIMIT = 256 * 1024
 
 
-__all__ = ["READ_LIMIT", "Gate", "Limits"]
+__all__ = ["READ_LIMIT", "Gate", "Limits", "behind"]
 
 
 class Gate(ConnectionManager):
@@ -72,6 +81,8 @@ class Gate(ConnectionManager):
         server.socket.setblocking(False)
         self.limits = limits
         self.ledger = Ledger(limits, BUSY)
+        self._parking: deque[Connection] = deque()  # appended by workers, taken by the gate
+        self._parked: dict[Connection, int] = {}    # gate thread only: conn -> unread bytes
 
     @property
     def can_add_keepalive_connection(self) -> bool:
@@ -216,6 +227,7 @@ class Gate(ConnectionManager):
                 self._selector._selector.modify(fd, events, conn)
 
     def _sweep(self, now: float) -> None:
+        self._unpark(now)
         expired = [(fd, conn) for fd, conn in self._selector.connections
                    if conn is not self.server and conn.deadline < now]
         for fd, conn in expired:
@@ -307,6 +319,9 @@ class Gate(ConnectionManager):
 
     def _next_request(self, conn: Connection, fd: int | None) -> None:
         if conn.has_input():  # the next request (or part of it) is already here
+            if behind(conn):
+                self._park(conn, fd)
+                return
             if conn.phase != HEAD:
                 conn.phase = HEAD
                 conn.deadline = time.monotonic() + self.limits.request_timeout
@@ -314,6 +329,49 @@ class Gate(ConnectionManager):
             conn.phase = IDLE
             conn.deadline = time.monotonic() + self.limits.idle_timeout
         self._offer(conn, fd)
+
+    def _park(self, conn: Connection, fd: int | None) -> None:
+        """Hold a pipelining client's next request until it has read its earlier answers."""
+        if fd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fd)
+        conn.phase = PARKED
+        conn.deadline = time.monotonic() + self.limits.request_timeout
+        self._parking.append(conn)
+
+    def _unpark(self, now: float) -> None:
+        while self._parking:
+            conn = self._parking.popleft()
+            self._parked[conn] = unread(conn.socket)
+        for conn, before in list(self._parked.items()):
+            left = unread(conn.socket) if not conn.closed else 0
+            if conn.closed or conn.phase != PARKED:
+                del self._parked[conn]
+            elif left <= UNREAD_LIMIT:
+                del self._parked[conn]
+                conn.phase = HEAD
+                conn.deadline = now + self.limits.request_timeout
+                self._offer(conn, None)
+            elif left < before:  # it reads: progress renews the deadline
+                self._parked[conn] = left
+                conn.deadline = now + self.limits.request_timeout
+            elif conn.deadline < now:
+                del self._parked[conn]
+                conn.shutdown()
+
+
+def unread(sock: Any) -> int:
+    """Bytes sent on `sock` that the peer has not acknowledged yet (the kernel's send queue)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                   b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
+
+
+def behind(conn: Connection) -> bool:
+    """Is a pipelining client too far behind in reading for its next request to be served?"""
+    return unread(conn.socket) > UNREAD_LIMIT
 
 
 def _send_plain(fd: int, data: bytes) -> None:

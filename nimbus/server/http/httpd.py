@@ -15,7 +15,7 @@ from cheroot import wsgi
 
 from nimbus.server.http.conn import HEAD, Connection
 from nimbus.server.http.framing import BODY_LIMIT, HEAD_LIMIT
-from nimbus.server.http.gate import READ_LIMIT, Gate, Limits
+from nimbus.server.http.gate import READ_LIMIT, Gate, Limits, behind
 
 log = logging.getLogger("nimbus.httpd")
 
@@ -117,6 +117,8 @@ def _lingering_put_conn(server: Any) -> Any:
                 if not server.ready or conn.wfile.pending:
                     break  # an unread response goes to the gate, which sends the rest
                 had_data = conn.has_input()
+                if had_data and behind(conn):
+                    break  # it has not read its earlier answers: the gate parks it
                 if not (had_data or _readable(conn.socket, LINGER_SEC)):
                     break
                 if not conn.pull(READ_LIMIT):
