@@ -216,7 +216,7 @@ def _scenario(server: Any, conn: dict[str, Any], gen: LoadGen, name: str,
         f"{len(lat)} ok, {errors} failed); heartbeats {step['achieved']}/s "
         f"p99 {step['p99_ms']} ms errors {step['errors']}; attacker opened "
         f"{opened.get('opened')} (failed {opened.get('failed')}), reopened "
-        f"{end.get('reopened', '?')}")
+        f"{end.get('reopened', '?')}; server RSS {rss:.0f} MB")
     hb_p99 = step["p99_ms"] if step["errors"] == 0 else float(PROBE_TIMEOUT * 1000)
     details = {"probe_ms": [round(x * 1000, 1) for x in lat], "probe_errors": errors,
                "heartbeats": step, "attacker_start": opened, "attacker_end": end,
