@@ -97,25 +97,30 @@ def _good(step: dict[str, Any]) -> bool:
             and step["achieved"] >= 0.97 * step["target"])
 
 
+def _fleet(tmp: Path, agents_n: int, log: Any) -> tuple[Any, list[SimAgent], float]:
+    """A control plane holding TOTAL_NODES nodes, `agents_n` of them joined for real (their
+    simulated agents returned), restarted; and how long the restart took."""
+    server = start_server(tmp, {"heartbeat_interval_sec": 10})
+    try:
+        _, conn = admin_for(server, tmp)
+        admin = admin_client(server, conn)
+        t0 = time.perf_counter()
+        agents = join_agents(server.url, conn["tls_ca"], admin, agents_n, tmp / "agents")
+        admin.close()
+        log(f"  joined {agents_n} simulated agents in {time.perf_counter() - t0:.1f} s")
+    finally:
+        server.stop()
+    seed_nodes(server.data_dir, TOTAL_NODES - agents_n)
+    t0 = time.perf_counter()
+    server.start(timeout=120)
+    return server, agents, time.perf_counter() - t0
+
+
 def run(quick: bool, log: Any) -> list[Result]:
     agents_n = 60 if quick else 120
     procs = 3
     with workdir("heartbeat") as tmp:
-        server = start_server(tmp, {"heartbeat_interval_sec": 10})
-        try:
-            _, conn = admin_for(server, tmp)
-            admin = admin_client(server, conn)
-            t0 = time.perf_counter()
-            agents = join_agents(server.url, conn["tls_ca"], admin, agents_n, tmp / "agents")
-            join_s = time.perf_counter() - t0
-            admin.close()
-            log(f"  joined {agents_n} simulated agents in {join_s:.1f} s")
-        finally:
-            server.stop()
-        seed_nodes(server.data_dir, TOTAL_NODES - agents_n)
-        t0 = time.perf_counter()
-        server.start(timeout=120)
-        start_s = time.perf_counter() - t0
+        server, agents, start_s = _fleet(tmp, agents_n, log)
         pid = server.proc.pid  # type: ignore[union-attr]
         try:
             idle_rss = rss_mb(pid)
@@ -220,3 +225,41 @@ def _metrics_check(url: str) -> dict[str, Any]:
     found = {k: v in text for k, v in wanted.items()}
     hb = [line for line in text.splitlines() if line.startswith("nimbus_heartbeats_total")]
     return {"present": found, "heartbeats_total": hb[0].split()[-1] if hb else None}
+
+
+def fleet(agents_n: int, hz: float, seconds: float, log: Any) -> dict[str, Any]:
+    """`agents_n` agents each heartbeating `hz` times a second for `seconds` (10,000 nodes
+    registered), after the join burst's one-off clean-up; latency percentiles and CPU."""
+    with workdir("heartbeat-fleet") as tmp:
+        server, agents, _ = _fleet(tmp, agents_n, log)
+        pid = server.proc.pid  # type: ignore[union-attr]
+        try:
+            chunks = [agents[i::3] for i in range(3)]
+            gen = LoadGen("127.0.0.1", server.port,
+                          [_slots_for(c, str(server.data_dir / "ca.crt")) for c in chunks])
+            try:
+                gen.run("paced", 1.0, 1.0)
+                _step(gen, 100, agents_n, FLUSH_INTERVAL_S + 2)  # the join burst's clean-up
+                cpu0 = cpu_seconds(pid)
+                step = _step(gen, agents_n * hz, agents_n, seconds)
+                step["server_cpu_us_per_heartbeat"] = round(
+                    (cpu_seconds(pid) - cpu0) / max(step["achieved"] * seconds, 1) * 1e6, 1)
+            finally:
+                gen.close()
+        finally:
+            server.stop()
+    return step
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description="N agents heartbeating at a fixed rate")
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--hz", type=float, default=2.0, help="heartbeats per agent per second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    result = fleet(args.agents, args.hz, args.seconds, lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2))
