@@ -261,7 +261,10 @@ def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | No
     """
     node = state.store.read("nodes").get(node_id) or {}
     moved = bool(ip) and ip != node.get("reported_ip")
-    if not moved and all(node.get(k) == v for k, v in facts.items()):
+    # An empty fact equals a missing one: a node recorded before `tools` existed (or just
+    # joined) reports {} on every heartbeat, and each such first heartbeat used to rewrite
+    # the whole nodes file (0.5 s with 10,000 nodes; 200 agents stalled every heartbeat).
+    if not moved and all(node.get(k) == v or not (v or node.get(k)) for k, v in facts.items()):
         return
     announce = None
     with state.store.transaction("nodes", "tasks") as tx:
