@@ -141,7 +141,7 @@ def join(token_text: str, settings: AgentConfig, api_url: str | None,
                       agent_version=__version__, wireguard_port=settings.wireguard_port,
                       wireguard_public_key=wg_public, hostname=metrics.hostname(),
                       arch=metrics.arch(),
-                      ip_address=(metrics.detect_ip(*target) if target else None) or None)
+                      ip_address=(metrics.endpoint_ip(*target) if target else None) or None)
     iface, created = _tunnel_up(settings, token) if settings.wireguard else (None, False)
     log.info("joining %s as %s", url, node_id)
     try:

@@ -87,6 +87,13 @@ def detect_ip(host: str, port: int) -> str | None:
     return None
 
 
+def endpoint_ip(host: str, port: int) -> str | None:
+    """detect_ip(), if peers could use it as this node's endpoint (wire.endpoint_problem):
+    towards a control plane on loopback (--no-wireguard) there is none to report."""
+    ip = detect_ip(host, port)
+    return ip if ip and wire.endpoint_problem(ip) is None else None
+
+
 def hostname() -> str | None:
     """This host's name, or None when it is not an RFC 1123 name (the server refuses those)."""
     name = socket.gethostname().strip()
@@ -112,7 +119,7 @@ def collect(cpu: CpuSampler, ip_target: tuple[str, int] | None,
         if value:
             body[key] = value
     if ip_target is not None:
-        ip = detect_ip(*ip_target)
+        ip = endpoint_ip(*ip_target)
         if ip:
             body["ip_address"] = ip
     return wire.build(wire.HEARTBEAT, **body)

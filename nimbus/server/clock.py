@@ -27,6 +27,16 @@ class Stamps:
         with self._lock:
             self._marks[key] = self.monotonic()
 
+    def claim(self, key: Hashable, interval: float) -> bool:
+        """Mark `key` now unless it was marked less than `interval` seconds ago (atomic, so
+        parallel callers cannot both pass); True when marked."""
+        with self._lock:
+            now, last = self.monotonic(), self._marks.get(key)
+            if last is not None and now - last < interval:
+                return False
+            self._marks[key] = now
+            return True
+
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._marks.pop(key, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import secrets
@@ -118,6 +119,10 @@ def create(state: State, ip_address: str, name: str | None, actor: str) -> dict[
         # Without it the token would point nodes at 127.0.0.1 for the tunnel.
         raise Conflict("set public_address in the server config (the IP nodes use to reach "
                        "this control plane's WireGuard port) before adding nodes")
+    check_endpoint(state, ip_address)
+    if name and wire.ID_RE["node"].fullmatch(name):
+        # `node describe NAME` looks ids up first: such a name would stand for another node.
+        raise BadRequest("a node name must not look like a node id (node-<16 hex digits>)")
     secret = secrets.token_urlsafe(32)
     wg_private, wg_public = wgkeys.generate_keypair()
     now = state.now()
@@ -227,6 +232,7 @@ def _move(state: State, tx: dict[str, Any], node: dict[str, Any], ip_address: st
 
 def set_ip(state: State, node_id: str, ip_address: str, actor: str) -> dict[str, Any]:
     """Change a node's public endpoint and send every node its new peer list."""
+    check_endpoint(state, ip_address)
     with state.store.transaction("nodes", "tasks") as tx:
         node = tx["nodes"].get(wire.check_id("node", node_id))
         if node is None:
@@ -257,27 +263,92 @@ def record_facts(state: State, node_id: str, facts: dict[str, Any], ip: str | No
     """What a node reports about itself (hostname, arch, agent version, its public IP).
 
     Stored only when something differs from the store, so a steady heartbeat never
-    writes; a new IP moves the node's endpoint for the whole mesh.
+    writes; a new IP moves the node's endpoint for the whole mesh. SECURITY: a node's
+    reports are not trusted to be rare: an unusable IP is dropped, and changes are
+    rate-limited per node (`_accepted`), so a node flipping its IP or hostname on every
+    heartbeat costs one store write and one mesh-wide peer update per interval, not one
+    per heartbeat.
     """
     node = state.store.read("nodes").get(node_id) or {}
-    moved = bool(ip) and ip != node.get("reported_ip")
+    if ip and ip != node.get("reported_ip") and _refuse_endpoint(state, node_id, ip):
+        ip = None
     # An empty fact equals a missing one: a node recorded before `tools` existed (or just
     # joined) reports {} on every heartbeat, and each such first heartbeat used to rewrite
     # the whole nodes file (0.5 s with 10,000 nodes; 200 agents stalled every heartbeat).
-    if not moved and all(node.get(k) == v or not (v or node.get(k)) for k, v in facts.items()):
+    changed = {k: v for k, v in facts.items() if node.get(k) != v and (v or node.get(k))}
+    if ip and ip != node.get("reported_ip"):
+        changed["ip_address"] = ip
+    changed = _accepted(state, node_id, changed)
+    if not changed:
         return
+    ip = changed.pop("ip_address", None)
     announce = None
     with state.store.transaction("nodes", "tasks") as tx:
         node = tx["nodes"].get(node_id)
         if node is None:
             return
-        node.update(facts)
-        if moved and ip:
+        node.update(changed)
+        if ip:
             announce = _move(state, tx, node, ip, reported=True)
     if announce is not None:
         state.audit.record("node.ip_changed", state.now(), node_id=node_id, actor=node_id,
                            ip_address=ip)
         announce()
+
+
+# A node's endpoint (reported IP, host name) may change once, then at most once per
+# ENDPOINT_CHANGE_SEC; its other facts (arch, versions, Docker, tools) once per
+# FACT_CHANGE_SEC. A change reported sooner is ignored (the next report after the
+# interval still brings it), counted, and audited in aggregate per node.
+ENDPOINT_FACTS = ("ip_address", "hostname")
+ENDPOINT_CHANGE_SEC = 300.0
+FACT_CHANGE_SEC = 60.0
+
+
+def _accepted(state: State, node_id: str, changed: dict[str, Any]) -> dict[str, Any]:
+    """The part of `changed` that may be written now."""
+    out: dict[str, Any] = {}
+    for kind, interval in (("endpoint", ENDPOINT_CHANGE_SEC), ("facts", FACT_CHANGE_SEC)):
+        part = {k: v for k, v in changed.items() if (k in ENDPOINT_FACTS) == (kind == "endpoint")}
+        if not part:
+            continue
+        if state.stamps.claim(("changed", kind, node_id), interval):
+            out.update(part)
+            continue
+        state.metrics.inc("node_changes_ignored")
+        state.audit.record("node.change.refused", state.now(), source=node_id, node_id=node_id,
+                           fields=",".join(sorted(part)),
+                           reason=f"{kind} changed less than {interval:g} s ago",
+                           **{k: part[k] for k in ENDPOINT_FACTS if k in part})
+    return out
+
+
+def check_endpoint(state: State, ip: str) -> str:
+    """ip, if it can be a node's WireGuard endpoint (wire.endpoint_ip, and outside the
+    overlay: the tunnel cannot carry itself); BadRequest otherwise."""
+    why = _endpoint_problem(state, ip)
+    if why:
+        raise BadRequest(f"ip_address {ip} cannot be a node's endpoint: it is {why}")
+    return ip
+
+
+def _endpoint_problem(state: State, ip: str) -> str | None:
+    why = wire.endpoint_problem(ip)
+    if why is None and ipaddress.ip_address(ip) in ipaddress.ip_network(
+            state.config.wireguard_subnet, strict=False):
+        why = f"inside the overlay {state.config.wireguard_subnet}"
+    return why
+
+
+def _refuse_endpoint(state: State, node_id: str, ip: str) -> bool:
+    """True (and audited in aggregate) when a node reports an IP no peer could use."""
+    why = _endpoint_problem(state, ip)
+    if why:
+        state.metrics.inc("node_changes_ignored")
+        state.audit.record("node.change.refused", state.now(), source=node_id,
+                           node_id=node_id, fields="ip_address", ip_address=ip,
+                           reason=f"not a usable endpoint: {why}")
+    return why is not None
 
 
 def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[str, Any]:
@@ -303,7 +374,9 @@ def delete(state: State, node_id: str, actor: str, force: bool = False) -> dict[
         for serial in node["cert_serials"]:
             note("cert.revoked", node_id=node_id, serial=serial)
     state.runtime.forget(node_id)
-    state.stamps.forget(("seen", node_id))
+    for key in (("seen", node_id), ("changed", "endpoint", node_id),
+                ("changed", "facts", node_id)):
+        state.stamps.forget(key)
     announce()
     hooks.after_node_delete(state, node_id)
     return {"id": node_id, "deleted": True, "revoked_certificates": len(node["cert_serials"])}

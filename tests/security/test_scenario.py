@@ -176,7 +176,7 @@ def test_node_private_keys_are_never_stored_by_the_control_plane(scenario):
 @pytest.mark.skipif(not (REPO / "nimbus" / "cli" / "agent.py").exists(),
                     reason="the agent command is not there yet")
 def test_agent_join_keeps_the_token_out_of_its_process_arguments(server, ops, tmp_path):
-    created = ops.request("POST", "/v1/nodes", {"ip_address": "127.0.0.1", "name": "agent1"})
+    created = ops.request("POST", "/v1/nodes", {"ip_address": "192.0.2.1", "name": "agent1"})
     token = created["join_token"]
     env = base_env(tmp_path / "home")
     proc = subprocess.Popen(

@@ -19,12 +19,12 @@ from nimbus.server.api.routing import (
 # Join material is lasting access (a joined node renews its own certificate), so a bearer
 # token needs the current password for it, as for an API key (routing.reauthenticate).
 CREATE_SCHEMA = {
-    "ip_address": wire.Field(wire.ip_address, required=True),
+    "ip_address": wire.Field(wire.endpoint_ip, required=True),
     "name": wire.Field(wire.string(63, wire.NAME_RE)),
     "current_password": CURRENT_PASSWORD,
 }
 TOKEN_SCHEMA = {"current_password": CURRENT_PASSWORD}
-IP_SCHEMA = {"ip_address": wire.Field(wire.ip_address, required=True)}
+IP_SCHEMA = {"ip_address": wire.Field(wire.endpoint_ip, required=True)}
 
 
 def register(r: Router) -> None:
