@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from nimbus.server import heartbeat
+from nimbus.server import heartbeat, nodes
 from tests.unit.test_clock_steps import joined  # noqa: F401 - the fixture
 
 BODY = {"hostname": "n1", "arch": "x86_64", "agent_version": "1.0",
@@ -18,7 +18,7 @@ def _stamp(state):
 
 
 def test_a_node_recorded_without_tools_is_not_rewritten_by_its_heartbeats(joined):  # noqa: F811
-    state, _, node_id = joined
+    state, clocks, node_id = joined
     heartbeat.heartbeat(state, node_id, BODY)  # hostname, arch, version: new facts, one write
     with state.store.transaction("nodes") as tx:  # as recorded before `tools` and `docker`
         tx["nodes"][node_id].pop("tools", None)
@@ -27,6 +27,7 @@ def test_a_node_recorded_without_tools_is_not_rewritten_by_its_heartbeats(joined
     for _ in range(3):
         heartbeat.heartbeat(state, node_id, BODY)
     assert _stamp(state) == before
+    clocks.run(nodes.FACT_CHANGE_SEC)  # facts change at most once a minute (docs/security.md)
     heartbeat.heartbeat(state, node_id, {**BODY, "tools": {"weed": "3.80"}})  # a real change
     assert _stamp(state) != before
     assert state.store.read("nodes")[node_id]["tools"] == {"weed": "3.80"}
