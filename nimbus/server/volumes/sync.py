@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from nimbus.errors import Conflict, NotFound
 from nimbus.nfs import volumes as plan
 from nimbus.server import hooks, tasks
 
@@ -134,8 +135,6 @@ def queue_sync(state: State, tx: dict[str, Any], targets: Iterable[str]) -> list
 def docker_volume_for(state: State, volume: str, swarm_id: str) -> str:
     """The Docker volume a stack on swarm_id maps for `volume` (query `volume.docker_name`);
     NotFound or Conflict (one line) when the volume is not there for that swarm."""
-    from nimbus.errors import Conflict, NotFound
-
     v = next((v for v in state.store.read(COLLECTION).values() if v["name"] == volume), None)
     if v is None:
         raise NotFound(f"no volume {volume[:64]!r}")
@@ -163,8 +162,6 @@ def served_by(state: State, node_id: str) -> list[dict[str, Any]]:
 
 
 def check_node_delete(state: State, node_id: str, force: bool) -> None:
-    from nimbus.errors import Conflict
-
     served = served_by(state, node_id)
     if served and not force:
         names = ", ".join(v["name"] for v in served)
