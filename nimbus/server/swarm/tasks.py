@@ -22,7 +22,6 @@ INIT, JOIN, LEAVE = "swarm.init", "swarm.join", "swarm.leave"
 PROMOTE, NODE_RM, INSPECT = "swarm.promote", "swarm.node_rm", "swarm.inspect"
 STACK_DEPLOY, STACK_RM, STACK_LOGS = "stack.deploy", "stack.rm", "stack.logs"
 DEFAULT_TIMEOUT = 90.0
-_POLL = 0.1
 
 
 def token_context(swarm_id: str, role: str) -> str:
@@ -87,29 +86,7 @@ queue = tasks.queue  # one task per node, their long-polls woken; returns the ta
 
 def wait(state: State, task_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """The task's JSON output once it succeeded; Conflict with the node's words otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        task = state.store.read("tasks").get(task_id)
-        if task is None:
-            raise Conflict("the node was deleted before it finished the task")
-        if task["status"] in ("succeeded", "failed"):
-            break
-        if time.monotonic() > deadline:
-            _cancel_if_pending(state, task_id)
-            name = (state.store.read("nodes").get(task["node_id"]) or {}).get("name")
-            raise Conflict(f"node {name or task['node_id']} did not finish {task['type']} "
-                           f"within {timeout:.0f} s (is its agent running?)")
-        time.sleep(_POLL)
-    output = task.get("output") or ""
-    if task["status"] == "failed":
-        name = (state.store.read("nodes").get(task["node_id"]) or {}).get("name")
-        raise Conflict(f"{task['type']} failed on node {name or task['node_id']}: "
-                       f"{output.strip()[:400] or 'no details'}")
-    try:
-        data = json.loads(output) if output.strip() else {}
-    except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
+    return tasks.wait(state, task_id, timeout)
 
 
 def wait_all(state: State, task_ids: list[str], timeout: float = DEFAULT_TIMEOUT) -> list[str]:
@@ -126,20 +103,10 @@ def wait_all(state: State, task_ids: list[str], timeout: float = DEFAULT_TIMEOUT
 
 def run(state: State, node_id: str, kind: str, payload: dict[str, Any],
         timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-    """Queue one task on a node and wait for its result."""
+    """Queue one task on a node (the swarm's manager, usually) and wait for its result."""
     if not node_id:
         raise Conflict("the swarm has no manager to run this on")
-    [task_id] = queue(state, [node_id], kind, payload)
-    return wait(state, task_id, timeout)
-
-
-def _cancel_if_pending(state: State, task_id: str) -> None:
-    """A task nobody picked up must not run later behind the operator's back."""
-    with state.store.transaction("tasks") as tx:
-        task = tx["tasks"].get(task_id)
-        if task is not None and task["status"] == "pending":
-            del tx["tasks"][task_id]
-
+    return tasks.run(state, node_id, kind, payload, timeout)
 
 
 TASK_TYPES = (
