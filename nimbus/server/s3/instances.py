@@ -19,7 +19,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.seaweed import plan
 from nimbus.security import pki
-from nimbus.server import nodes, tasks
+from nimbus.server import nodes, refs, tasks
 from nimbus.server.s3.status import endpoint, public
 from nimbus.server.s3.tasks import APPLY, COLLECTION, REMOVE, secret_context
 from nimbus.server.state import State
@@ -34,12 +34,7 @@ _KEY_CHARS = string.ascii_uppercase + string.digits
 
 
 def find(instances: dict[str, Any], ref: str) -> dict[str, Any]:
-    if ref in instances:
-        return instances[ref]
-    for inst in instances.values():
-        if inst["name"] == ref:
-            return inst
-    raise NotFound(f"no S3 instance {ref[:64]!r}")
+    return refs.find(instances, ref, "S3 instance")
 
 
 def check_name(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
-from nimbus.server import hooks, nodes
+from nimbus.server import hooks, nodes, refs
 from nimbus.server.state import State
 from nimbus.server.swarm import tasks as swarm_tasks
 
@@ -29,12 +29,7 @@ INSPECT_TIMEOUT = 10.0
 
 def find(swarms: dict[str, Any], ref: str) -> dict[str, Any]:
     """The swarm with this id or name; NotFound otherwise."""
-    if ref in swarms:
-        return swarms[ref]
-    for s in swarms.values():
-        if s["name"] == ref:
-            return s
-    raise NotFound(f"no swarm {ref[:64]!r}")
+    return refs.find(swarms, ref, "swarm")
 
 
 def find_node(state: State, ref: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.nfs import ganesha
 from nimbus.nfs import volumes as plan
-from nimbus.server import hooks, nodes, tasks
+from nimbus.server import hooks, nodes, refs, tasks
 from nimbus.server.volumes import sync
 
 if TYPE_CHECKING:
@@ -30,12 +30,7 @@ INSTALL = "install nfs-ganesha and nfs-ganesha-vfs on it (Debian: apt install nf
 
 
 def find(vols: dict[str, Any], ref: str) -> dict[str, Any]:
-    if ref in vols:
-        return vols[ref]
-    for v in vols.values():
-        if v["name"] == ref:
-            return v
-    raise NotFound(f"no volume {ref[:64]!r}")
+    return refs.find(vols, ref, "volume")
 
 
 def public(state: State, v: dict[str, Any]) -> dict[str, Any]:
