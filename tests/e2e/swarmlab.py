@@ -1,4 +1,4 @@
-"""A 3-node `nimbus lab --docker` driven through `lab cli`, shared by the Swarm e2e tests."""
+"""Lab handles driven through `lab cli` (any e2e lab; a 3-node `--docker` one for Swarm)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ def docker_missing() -> str | None:
     return None
 
 
-class SwarmLab:
+class LabHandle:
+    """A running lab driven through `lab cli` / `lab status` (any e2e test's lab)."""
+
     def __init__(self, lab_id: str) -> None:
         self.id = lab_id
-        self.outputs: list[str] = []  # every CLI output, grepped for the join token later
+        self.outputs: list[str] = []  # every CLI output, grepped for secrets later
 
     def status(self) -> dict[str, Any]:
         return json.loads(nimbus("lab", "status", "--id", self.id, "-o", "json").stdout)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 200,
+    def run(self, *args: str, check: bool = True, timeout: float = 240,
             ) -> subprocess.CompletedProcess[str]:
         proc = nimbus("lab", "cli", "--id", self.id, "--", *args, check=check, timeout=timeout)
         self.outputs += [proc.stdout, proc.stderr]
@@ -42,6 +44,10 @@ class SwarmLab:
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["name"]: n for n in self.status()["nodes"]}
+
+
+class SwarmLab(LabHandle):
+    """A lab whose nodes each run a Docker Engine (`lab up --docker`)."""
 
     def docker(self, node: str, *args: str, timeout: float = 60,
                ) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.swarmlab import LabHandle
 from tests.e2e.test_lab import DATA_ROOT, in_ns, missing_requirements, new_id, nimbus, stop_lab
 from tests.e2e.test_swarm import Capture
 
@@ -43,25 +44,11 @@ def weed_dir() -> str | None:
     return str(Path(found).parent) if found else None
 
 
-class S3Lab:
+class S3Lab(LabHandle):
     def __init__(self, lab_id: str) -> None:
-        self.id = lab_id
-        self.outputs: list[str] = []
+        super().__init__(lab_id)
         self.figures: dict[str, float] = {}
         self.netns = {name: n["netns"] for name, n in self.nodes().items()}  # also once deleted
-
-    def run(self, *args: str, check: bool = True, timeout: float = 240,
-            ) -> subprocess.CompletedProcess[str]:
-        proc = nimbus("lab", "cli", "--id", self.id, "--", *args, check=check, timeout=timeout)
-        self.outputs += [proc.stdout, proc.stderr]
-        return proc
-
-    def cli(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
-
-    def nodes(self) -> dict[str, dict[str, Any]]:
-        st = json.loads(nimbus("lab", "status", "--id", self.id, "-o", "json").stdout)
-        return {n["name"]: n for n in st["nodes"]}
 
     def s3(self, node: str, creds: dict[str, Any], op: str, **kw: Any) -> dict[str, Any]:
         """One boto3 operation from inside `node`'s namespace; credentials on stdin."""
