@@ -195,13 +195,32 @@ def test_unfinished_bodies_from_one_address_are_capped(server_factory):
                             ).startswith(b"HTTP/1.1 200")
 
 
+def _idle(s: ssl.SSLSocket) -> ssl.SSLSocket:
+    """One request answered in full: the connection is then idle (65 s idle timeout) rather
+    than waiting for its first request, which the 10 s request deadline would end with a 408
+    on a slow machine (the 408 bytes then read as "still open")."""
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "closed before answering"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == length
+    return s
+
+
 def test_at_the_connection_limit_the_biggest_source_makes_room(server_factory):
     """Tens of thousands of silent connections from many addresses pinned memory; now the
     total is capped and a newcomer pushes out the oldest waiting connection of the address
     that holds the most."""
     srv = server_factory({"max_connections": 40})
-    flood = [tls_from(srv, "127.0.0.2") for _ in range(30)]
-    others = [tls_from(srv, f"127.0.0.{3 + i}") for i in range(10)]
+    flood = [_idle(tls_from(srv, "127.0.0.2")) for _ in range(30)]
+    others = [_idle(tls_from(srv, f"127.0.0.{3 + i}")) for i in range(10)]
     with held(flood + others):
         time.sleep(0.5)
         newcomers = [tls_from(srv, "127.0.0.1") for _ in range(5)]  # each needs a slot
