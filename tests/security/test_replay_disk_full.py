@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,15 +33,25 @@ def _free(disk: Path) -> None:
         (disk / name).unlink(missing_ok=True)
 
 
-def test_signed_reads_are_served_on_a_full_disk_and_writes_get_507(small_disk, tmp_path):
+def _full_disk_server(disk: Path, tmp_path: Path) -> tuple[Server, dict[str, Any], Any]:
+    """A control plane on `disk` with an admin and its operator client, then the disk full."""
     (tmp_path / "cp").mkdir()
-    server = Server(tmp_path / "cp", {"data_dir": str(small_disk / "data")})
-    server.data_dir = small_disk / "data"
+    server = Server(tmp_path / "cp", {"data_dir": str(disk / "data")})
+    server.data_dir = disk / "data"
     server.start()
     try:
         admin = bootstrap_admin(server, Cli(tmp_path / "home"))
         ops = operator(server, admin)
-        _fill(small_disk)
+    except BaseException:
+        server.stop()
+        raise
+    _fill(disk)
+    return server, admin, ops
+
+
+def test_signed_reads_are_served_on_a_full_disk_and_writes_get_507(small_disk, tmp_path):
+    server, admin, ops = _full_disk_server(small_disk, tmp_path)
+    try:
         for _ in range(READS):  # before the fix: 500 from the journal's os.write
             assert ops.request("GET", "/v1/nodes") == []
         captured_read = signed(admin, "GET", "/v1/nodes")
@@ -70,14 +81,8 @@ def test_signed_reads_are_served_on_a_full_disk_and_writes_get_507(small_disk, t
 
 
 def test_the_journal_recovers_when_space_comes_back(small_disk, tmp_path):
-    (tmp_path / "cp").mkdir()
-    server = Server(tmp_path / "cp", {"data_dir": str(small_disk / "data")})
-    server.data_dir = small_disk / "data"
-    server.start()
+    server, admin, ops = _full_disk_server(small_disk, tmp_path)
     try:
-        admin = bootstrap_admin(server, Cli(tmp_path / "home"))
-        ops = operator(server, admin)
-        _fill(small_disk)
         for _ in range(READS):
             ops.request("GET", "/v1/nodes")
         captured_read = signed(admin, "GET", "/v1/nodes")
