@@ -33,7 +33,7 @@ _RECV_SIZE = 65536
 _TLS_RECORD = 16384  # a TLS recv returns at most one record of plaintext
 _SEND_SIZE = 65536   # one non-blocking send; an SSL retry must repeat exactly these bytes
 _COALESCE = 16384    # a small write waits for the next one: head and body in one TLS record
-_COMPACT = 65536     # consumed input is cut off the buffer once this much has piled up
+_COMPACT = 65536     # consumed input is cut off once this much (and no less than the rest)
 _WOULD_BLOCK = (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError)
 
 
@@ -164,7 +164,9 @@ class Connection(HTTPConnection):
         if end >= len(self.inbox):
             self.inbox.clear()
             end = 0
-        elif end >= _COMPACT:  # amortised: a pipeline is not re-copied per request
+        elif end >= _COMPACT and end >= len(self.inbox) - end:
+            # Amortised: the bytes shifted are never more than those consumed since the
+            # last cut, so a pipeline costs what it holds, not its square.
             del self.inbox[:end]
             end = 0
         self.inpos = end
