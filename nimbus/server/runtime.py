@@ -19,6 +19,11 @@ class Runtime:
         self._data: dict[str, dict[str, Any]] = {
             k: dict(v) for k, v in store.read("runtime").items()}
         self._dirty = False
+        # The records changed since the last flush, and what that flush wrote: a flush copies
+        # and encodes only those (200 heartbeating nodes among 10,000, not the 10,000).
+        self._changed: set[str] = set()
+        self._flushed: dict[str, dict[str, Any]] | None = None
+        self._flushing = threading.Lock()  # one flush at a time (the flusher, a shutdown)
         # Joined nodes whose first mTLS request arrived: the copy of their certificate kept
         # for a lost join answer can go. Dropped from the store in the next flush, in one
         # write for all of them, so a burst of first heartbeats never rewrites nodes.json
@@ -35,6 +40,7 @@ class Runtime:
         with self._lock:
             self._data.setdefault(node_id, {}).update(values)
             self._dirty = True
+            self._changed.add(node_id)
             self.version += 1
 
     def note_answered(self, node_id: str) -> None:
@@ -49,21 +55,39 @@ class Runtime:
         with self._lock:
             self._data.pop(node_id, None)
             self._dirty = True
+            self._changed.add(node_id)
             self.version += 1
 
     def flush(self) -> bool:
         """Write the whole runtime collection once if anything changed since the last flush."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         self._drop_kept_certificates()
         with self._lock:
             if not self._dirty:
                 return False
-            snapshot = {k: dict(v) for k, v in self._data.items()}
+            changed, self._changed = self._changed, set()
+            if self._flushed is None:
+                snapshot = {k: dict(v) for k, v in self._data.items()}
+            else:
+                snapshot = dict(self._flushed)  # records are never changed in place
+                for key in changed:
+                    if key in self._data:
+                        snapshot[key] = dict(self._data[key])
+                    else:
+                        snapshot.pop(key, None)
             self._dirty = False
         try:
-            self.store.replace("runtime", snapshot)
+            self.store.replace("runtime", snapshot,
+                               changed if self._flushed is not None else None)
         except Exception:
-            self._dirty = True
+            with self._lock:
+                self._dirty = True
+                self._changed |= changed
             raise
+        self._flushed = snapshot
         return True
 
     def _drop_kept_certificates(self) -> None:

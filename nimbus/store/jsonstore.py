@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,18 @@ def _encode(obj: Any) -> bytes:
     if isinstance(obj, dict) and obj.keys() == {"schema", "data"} and isinstance(
             obj["data"], dict):
         data = obj["data"]
-        rows = ",\n".join(f"{_COMPACT(k)}:{_COMPACT(data[k])}" for k in sorted(data))
-        return f'{{"schema":{_COMPACT(obj["schema"])},"data":{{\n{rows}\n}}}}\n'.encode()
+        return _document_bytes(obj["schema"], {k: _row(k, v) for k, v in data.items()})
     return _COMPACT(obj).encode()
+
+
+def _row(key: str, record: Any) -> str:
+    return f"{_COMPACT(key)}:{_COMPACT(record)}"
+
+
+def _document_bytes(schema: int, rows: dict[str, str]) -> bytes:
+    """A collection document from its records' encoded lines ({key: line})."""
+    body = ",\n".join(rows[k] for k in sorted(rows))
+    return f'{{"schema":{_COMPACT(schema)},"data":{{\n{body}\n}}}}\n'.encode()
 
 
 def _legacy_encode(obj: Any) -> bytes:
@@ -73,6 +82,8 @@ class Store:
         self._cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._mutex = threading.RLock()
         self._path_strs: dict[str, str] = {}  # validated collection file names, for read()
+        # What replace() last wrote per collection: (file stamp, {key: encoded line}).
+        self._rows: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
         self._held = threading.local()  # flock depth of this thread (flock is per fd)
         self._lock_path = self.root / "store.lock"
         self._collections: set[str] = set()  # collections meta.json says must exist
@@ -186,12 +197,19 @@ class Store:
             if changed:
                 self._commit(changed)
 
-    def replace(self, name: str, data: dict[str, Any]) -> None:
+    def replace(self, name: str, data: dict[str, Any],
+                changed: Collection[str] | None = None) -> None:
         """Write a whole collection without a copy-on-write round trip (batched hot data).
 
         The store takes ownership of `data`: the caller must not change it afterwards.
         Skipping the deep copy, the comparison and the re-read saves ~150 ms per write of
         10,000 records, all of it time other threads would wait for the GIL.
+
+        `changed` names the records that may differ from the previous replace() of this
+        collection; the others' encoded lines are reused, so a flush of 200 changed records
+        among 10,000 encodes 200 (the 10,000 took 0.1-0.4 s of GIL every 5 s, the heartbeat
+        p99). Only while the file is still the one that replace() wrote: any other write
+        to it, from this process or another, means everything is encoded again.
         """
         with self._mutex, self._locked(fcntl.LOCK_EX):
             self._recover()
@@ -199,9 +217,27 @@ class Store:
             if name not in self._collections:
                 self._commit({name: data})
                 return
-            atomic_write(path, _encode(self._document(data)))
+            rows = self._reusable_rows(name, path) if changed is not None else None
+            if rows is None:
+                rows = {k: _row(k, v) for k, v in data.items()}
+            else:
+                rows = {k: rows[k] if k in rows and k not in changed else _row(k, v)
+                        for k, v in data.items()}
+            atomic_write(path, _document_bytes(self.schema_version, rows))
             st = path.stat()
-            self._cache[name] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            self._cache[name] = (stamp, data)
+            self._rows[name] = (stamp, rows)
+
+    def _reusable_rows(self, name: str, path: Path) -> dict[str, str] | None:
+        kept = self._rows.pop(name, None)
+        if kept is None:
+            return None
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return kept[1] if kept[0] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
 
     def snapshot(self) -> dict[str, bytes]:
         """Every file of the store as one consistent set ({file name: bytes}), for a backup.

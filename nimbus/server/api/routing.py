@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from nimbus.server import iam, problems
 from nimbus.server.authn import Authenticator, Principal, require_admin
 from nimbus.server.state import State
 
-JSON = {"Content-Type": "application/json"}
+_date: tuple[int, str] = (0, "")
 log = logging.getLogger("nimbus.api")
 # In the body of every endpoint that mints lasting credentials; required with a bearer token.
 CURRENT_PASSWORD = wire.Field(wire.string(1024))
@@ -66,11 +67,26 @@ def read_body(environ: dict[str, Any]) -> bytes:
     return b""
 
 
+def http_date() -> str:
+    """The Date header, formatted once a second: cheroot's own formatdate() per response was
+    ~2 % of a cached listing's cost, and a response carrying Date skips it."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
+
+
+def json_headers() -> dict[str, str]:
+    return {"Content-Type": "application/json", "Date": http_date()}
+
+
 def respond(status: int, data: Any, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
     if isinstance(data, str):
-        body, hdrs = data.encode(), {"Content-Type": "text/plain; charset=utf-8"}
+        body = data.encode()
+        hdrs = {"Content-Type": "text/plain; charset=utf-8", "Date": http_date()}
     else:
-        body, hdrs = json.dumps({"data": data}, separators=(",", ":")).encode(), dict(JSON)
+        body, hdrs = json.dumps({"data": data}, separators=(",", ":")).encode(), json_headers()
     hdrs.update(headers or {})
     return bottle.HTTPResponse(body=body, status=status, headers=hdrs)
 
@@ -78,7 +94,7 @@ def respond(status: int, data: Any, headers: dict[str, str] | None = None) -> bo
 def respond_encoded(status: int, body: bytes) -> bottle.HTTPResponse:
     """Like respond(), for a whole `{"data": ...}` body that is already JSON (a cached
     listing), sent as it is."""
-    return bottle.HTTPResponse(body=body, status=status, headers=dict(JSON))
+    return bottle.HTTPResponse(body=body, status=status, headers=json_headers())
 
 
 class _ThenIter:
@@ -153,7 +169,8 @@ class Router:
                 response = respond(status, result)
         except Exception as exc:  # noqa: BLE001 - problems.py is the one error table
             code, headers, body = problems.from_exception(exc)
-            response = bottle.HTTPResponse(body=body, status=code, headers={**JSON, **headers})
+            response = bottle.HTTPResponse(body=body, status=code,
+                                           headers={**json_headers(), **headers})
         self.state.metrics.observe(path, method, response.status_code,
                                    time.perf_counter() - started)
         return response

@@ -62,7 +62,7 @@ class Outbox:
         if not n:
             return 0
         if self._held:
-            if n <= _COALESCE:
+            if n + len(self._held) <= _SEND_SIZE:  # head and body in one send: one TLS write
                 data, self._held = self._held + bytes(data), b""
             else:
                 self._queue.append(memoryview(self._held))
