@@ -7,9 +7,11 @@ delivery time from the current desired state, so a late delivery never carries s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,13 @@ if TYPE_CHECKING:
     from nimbus.server.state import State
 
 REDELIVER_AFTER_SEC = 60
+# SECURITY: an operation that waits for a node's answer (swarm init/join/deploy, volume
+# checks) holds a worker while it waits; at most 1/8 of the pool may, so a slow or silent
+# agent, or an admin script firing deploys, can never take the workers every other request
+# needs. The rest get 429 and nothing is queued for them.
+WAITING_SHARE = 8
+_waiting = 0
+_waiting_lock = threading.Lock()
 KEEP_FINISHED_PER_NODE = 20
 Render = Callable[["State", str, dict[str, Any]], dict[str, Any]]
 # (state, task, status, output) -> the output to store, e.g. with secrets sealed away
@@ -208,11 +217,29 @@ def wait(state: State, task_id: str, timeout: float) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+@contextlib.contextmanager
+def waiting_slot(state: State) -> Iterator[None]:
+    """Hold one of the workers allowed to wait for nodes, or raise Throttled (429)."""
+    global _waiting
+    limit = max(2, state.config.threads // WAITING_SHARE)
+    with _waiting_lock:
+        if _waiting >= limit:
+            raise Throttled(f"{limit} operations are already waiting for nodes to answer; "
+                            "retry in a few seconds", 5)
+        _waiting += 1
+    try:
+        yield
+    finally:
+        with _waiting_lock:
+            _waiting -= 1
+
+
 def run(state: State, node_id: str, kind: str, payload: dict[str, Any],
         timeout: float) -> dict[str, Any]:
-    """Queue one task on a node and wait for its result (`wait`)."""
-    [task_id] = queue(state, [node_id], kind, payload)
-    return wait(state, task_id, timeout)
+    """Queue one task on a node and wait for its result (`wait`), in a waiting slot."""
+    with waiting_slot(state):
+        [task_id] = queue(state, [node_id], kind, payload)
+        return wait(state, task_id, timeout)
 
 
 def _node_name(state: State, node_id: str) -> str:

@@ -230,3 +230,38 @@ def test_the_last_manager_cannot_be_deleted_while_workers_remain(cp: Server, cli
     desc = cli.json("swarm", "describe", "alpha")
     assert [m["name"] for m in desc["nodes"]] == ["n2"]
     assert desc["manager"] is None  # no manager left to run tasks: the operator must act
+
+
+def test_operations_waiting_for_nodes_hold_at_most_an_eighth_of_the_workers(
+        server_factory: Any, cli: Cli, tmp_path: Path):
+    """Issue 23: nothing waits on an agent in more than a small share of the pool. With 16
+    workers two add-nodes may wait for silent nodes; a third is refused at once with 429,
+    queues nothing, and every other request is still answered."""
+    cp = control_plane(server_factory, cli, threads=16)
+    hand = [HandNode(cp, cli, tmp_path, f"n{i}") for i in range(3)]
+    for i, n in enumerate(hand):
+        n.heartbeat(DOCKER)
+        cli.json("swarm", "create", "--name", f"s{i}")
+    waiting = [in_background(lambda i=i: cli.run("swarm", "add-node", "--swarm", f"s{i}",
+                                                 "--node", f"n{i}", check=False))
+               for i in range(2)]
+
+    def init_task(n: HandNode) -> dict[str, Any] | None:
+        tasks = n.client.request("GET", f"/v1/internal/tasks/{n.id}?wait=1")
+        return next((t for t in tasks if t["type"] == "swarm.init"), None)
+
+    held = [wait_for(lambda n=n: init_task(n), f"{n.id}'s swarm.init") for n in hand[:2]]
+    third = cli.run("swarm", "add-node", "--swarm", "s2", "--node", "n2", check=False)
+    assert third.returncode != 0 and "already waiting for nodes" in third.stderr, third.stderr
+    assert hand[2].client.request("GET", f"/v1/internal/tasks/{hand[2].id}?wait=0") == []
+    assert len(cli.json("node", "list")) == 3  # the other workers are free
+    for n, task in zip(hand[:2], held):
+        n.client.request("POST", f"/v1/internal/tasks/{task['id']}/result",
+                         {"status": "failed", "output": "no"})
+    for t in waiting:
+        t.join(30)
+    hand[2].heartbeat(DOCKER)  # still ready after the wait
+    t = in_background(hand[2].answer, {"swarm.init": "refused by this test"}, {"swarm.init"})
+    again = cli.run("swarm", "add-node", "--swarm", "s2", "--node", "n2", check=False)
+    t.join(30)
+    assert "swarm.init failed on node n2" in again.stderr, again.stderr  # a slot again

@@ -15,10 +15,11 @@ def delete(state: State, ref: str, actor: str) -> dict[str, Any]:
     """Every member leaves (workers first); the record and its stacks are removed."""
     s = groups.find(state.store.read(groups.COLLECTION), ref)
     failed: list[str] = []
-    for role in ("worker", "manager"):  # a manager leaving first would strand the workers
-        members = [n for n, m in s["members"].items() if m["role"] == role]
-        ids = swarm_tasks.queue(state, members, swarm_tasks.LEAVE, {"swarm_id": s["id"]})
-        failed += swarm_tasks.wait_all(state, ids)
+    with swarm_tasks.waiting_slot(state):
+        for role in ("worker", "manager"):  # a manager leaving first would strand workers
+            members = [n for n, m in s["members"].items() if m["role"] == role]
+            ids = swarm_tasks.queue(state, members, swarm_tasks.LEAVE, {"swarm_id": s["id"]})
+            failed += swarm_tasks.wait_all(state, ids)
     if failed:
         raise Conflict(f"swarm {s['name']}: leaving failed on {len(failed)} node(s): "
                        f"{failed[0]}")

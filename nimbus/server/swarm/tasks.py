@@ -82,6 +82,7 @@ def on_init_result(state: State, task: dict[str, Any], status: str, output: str)
 # -- running tasks ------------------------------------------------------------------------
 
 queue = tasks.queue  # one task per node, their long-polls woken; returns the task ids
+waiting_slot = tasks.waiting_slot  # around a queue and its waits (429 past 1/8 of the pool)
 
 
 def wait(state: State, task_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
