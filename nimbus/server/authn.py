@@ -13,6 +13,7 @@ from nimbus.security import tokens
 from nimbus.server import iam
 from nimbus.server.replay import NonceCache
 from nimbus.server.state import State
+from nimbus.store import HOT_READ_MAX_AGE_SEC
 
 SIGNATURE_HEADERS = ("HTTP_X_ACCESS_KEY", "HTTP_X_TIMESTAMP", "HTTP_X_NONCE", "HTTP_X_SIGNATURE")
 
@@ -73,7 +74,7 @@ class Authenticator:
             raise Unauthorized("request was signed before the server restarted; sign it again")
         if not hs.NONCE_RE.fullmatch(nonce):
             raise Unauthorized("nonce must be at least 16 random bytes in lowercase hex")
-        key = self.state.store.read("keys").get(access_key) if len(access_key) <= 64 else None
+        key = self._record("keys", access_key) if len(access_key) <= 64 else None
         if key is None:
             raise Unauthorized("invalid signature or unknown access key")
         secret = self._secret(access_key, key)
@@ -85,7 +86,7 @@ class Authenticator:
         read = method in ("GET", "HEAD")
         if not self.nonces.first_use(access_key, nonce, now, when, durable=not read):
             raise Unauthorized("replayed request (nonce already used)")
-        user = self.state.store.read("users").get(key["user_id"])
+        user = self._record("users", key["user_id"])
         if user is None:
             raise Unauthorized("invalid signature or unknown access key")
         if user.get("bootstrap_pending"):  # its first signed request: the operator has it
@@ -101,15 +102,26 @@ class Authenticator:
             self._secrets[(access_key, key["secret"])] = cached
         return cached
 
+    def _record(self, name: str, key: str) -> dict[str, Any] | None:
+        """A record from a snapshot at most HOT_READ_MAX_AGE_SEC old (no os.stat per
+        request); a miss is looked up again in the current file, so credentials another
+        process has just created work at once. Deletions by another process reach this
+        within that bound; this process's own at once."""
+        record = self.state.store.read(name, HOT_READ_MAX_AGE_SEC).get(key)
+        return record if record is not None else self.state.store.read(name).get(key)
+
     def node(self, environ: dict[str, Any]) -> str:
         """The node ID of a verified, unrevoked client certificate (mTLS)."""
         pem = environ.get("SSL_CLIENT_CERT")
         if not pem or environ.get("SSL_CLIENT_VERIFY") != "SUCCESS":
             raise Unauthorized("a node client certificate is required")
         serial, node_id = self._cert(pem)
-        if serial in self.state.store.read("revoked"):
+        if serial in self.state.store.read("revoked", HOT_READ_MAX_AGE_SEC):
             raise Unauthorized("certificate has been revoked")
-        node = self.state.store.read("nodes").get(node_id)
+        node = self._record("nodes", node_id)
+        if node is None or node["state"] == "pending" or serial not in node.get(
+                "cert_serials", []):
+            node = self.state.store.read("nodes").get(node_id)  # just joined or renewed?
         if node is None or node["state"] == "pending":
             raise Unauthorized("certificate does not belong to a joined node")
         if serial not in node.get("cert_serials", []):

@@ -14,6 +14,7 @@ from nimbus import wire
 from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.server import audited, hooks, ipam, mesh, tasks
 from nimbus.server.state import State
+from nimbus.store import HOT_READ_MAX_AGE_SEC
 
 log = logging.getLogger("nimbus.nodes")
 OFFLINE_AFTER_INTERVALS = 3
@@ -64,7 +65,8 @@ def listing_json(state: State) -> bytes:
     the runtime version, and expires when the first ready node would turn offline. It holds
     the whole envelope, so a hit copies nothing (two 50 KB copies with 100 nodes).
     """
-    nodes, rt, now = state.store.read("nodes"), state.runtime, state.stamps.monotonic()
+    nodes, rt = state.store.read("nodes", HOT_READ_MAX_AGE_SEC), state.runtime
+    now = state.stamps.monotonic()
     version = rt.version  # read before building: the body is at least this new
     cached = state.node_listing
     if cached and cached[0] is nodes and cached[1] == version and now < cached[2]:

@@ -1,5 +1,5 @@
 """The JSON store: collections in plain files, atomic multi-file commits, schema migrations."""
 
-from nimbus.store.jsonstore import SCHEMA_VERSION, Store
+from nimbus.store.jsonstore import HOT_READ_MAX_AGE_SEC, SCHEMA_VERSION, Store
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["HOT_READ_MAX_AGE_SEC", "SCHEMA_VERSION", "Store"]
