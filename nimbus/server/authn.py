@@ -74,7 +74,8 @@ class Authenticator:
             raise Unauthorized("request was signed before the server restarted; sign it again")
         if not hs.NONCE_RE.fullmatch(nonce):
             raise Unauthorized("nonce must be at least 16 random bytes in lowercase hex")
-        key = self._record("keys", access_key) if len(access_key) <= 64 else None
+        key = (self.state.store.lookup("keys", access_key, HOT_READ_MAX_AGE_SEC)
+               if len(access_key) <= 64 else None)
         if key is None:
             raise Unauthorized("invalid signature or unknown access key")
         secret = self._secret(access_key, key)
@@ -86,7 +87,7 @@ class Authenticator:
         read = method in ("GET", "HEAD")
         if not self.nonces.first_use(access_key, nonce, now, when, durable=not read):
             raise Unauthorized("replayed request (nonce already used)")
-        user = self._record("users", key["user_id"])
+        user = self.state.store.lookup("users", key["user_id"], HOT_READ_MAX_AGE_SEC)
         if user is None:
             raise Unauthorized("invalid signature or unknown access key")
         if user.get("bootstrap_pending"):  # its first signed request: the operator has it
@@ -102,14 +103,6 @@ class Authenticator:
             self._secrets[(access_key, key["secret"])] = cached
         return cached
 
-    def _record(self, name: str, key: str) -> dict[str, Any] | None:
-        """A record from a snapshot at most HOT_READ_MAX_AGE_SEC old (no os.stat per
-        request); a miss is looked up again in the current file, so credentials another
-        process has just created work at once. Deletions by another process reach this
-        within that bound; this process's own at once."""
-        record = self.state.store.read(name, HOT_READ_MAX_AGE_SEC).get(key)
-        return record if record is not None else self.state.store.read(name).get(key)
-
     def node(self, environ: dict[str, Any]) -> str:
         """The node ID of a verified, unrevoked client certificate (mTLS)."""
         pem = environ.get("SSL_CLIENT_CERT")
@@ -118,10 +111,9 @@ class Authenticator:
         serial, node_id = self._cert(pem)
         if serial in self.state.store.read("revoked", HOT_READ_MAX_AGE_SEC):
             raise Unauthorized("certificate has been revoked")
-        node = self._record("nodes", node_id)
-        if node is None or node["state"] == "pending" or serial not in node.get(
-                "cert_serials", []):
-            node = self.state.store.read("nodes").get(node_id)  # just joined or renewed?
+        node = self.state.store.lookup(  # just joined or renewed: found in the file
+            "nodes", node_id, HOT_READ_MAX_AGE_SEC,
+            lambda n: n["state"] != "pending" and serial in n.get("cert_serials", []))
         if node is None or node["state"] == "pending":
             raise Unauthorized("certificate does not belong to a joined node")
         if serial not in node.get("cert_serials", []):

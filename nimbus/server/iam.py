@@ -171,25 +171,18 @@ def check_token(state: State, token: str,
                 verified: tokens.VerifiedTokens | None = None) -> dict[str, Any]:
     """The user a bearer token stands for, if the token and the user are still valid."""
     claims = tokens.decode(state.keys.jwt_secret, token, state.now(), verified)
-    user = _token_user(state, claims, HOT_READ_MAX_AGE_SEC)
-    if user is None:  # stale? another process may have just minted it: ask the files
-        user = _token_user(state, claims, 0.0)
-    if user is None:
-        raise Unauthorized("token is no longer valid")
-    return user
-
-
-def _token_user(state: State, claims: dict[str, Any], max_age: float) -> dict[str, Any] | None:
-    user = state.store.read("users", max_age).get(claims["sub"])
+    user = state.store.lookup("users", claims["sub"], HOT_READ_MAX_AGE_SEC,
+                              lambda u: int(u.get("credential_version", 0)) == claims["ver"])
     if user is None or int(user.get("credential_version", 0)) != claims["ver"]:
-        return None
+        raise Unauthorized("token is no longer valid")
     access_key = claims.get("akid")
     if access_key is not None:
         # SECURITY: a token minted with an API key dies with that key; otherwise deleting a
         # stolen key would leave its holder an hour of access (and a self-renewing node).
-        key = state.store.read("keys", max_age).get(access_key)
+        key = state.store.lookup("keys", access_key, HOT_READ_MAX_AGE_SEC,
+                                 lambda k: k["user_id"] == user["id"])
         if key is None or key["user_id"] != user["id"]:
-            return None
+            raise Unauthorized("token is no longer valid")
     return user
 
 

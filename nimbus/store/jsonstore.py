@@ -202,6 +202,16 @@ class Store:
                 self._recover()
                 return self._load(name)
 
+    def lookup(self, name: str, key: str, max_age: float,
+               valid: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+        """One record from a snapshot at most `max_age` old, if it is there (and `valid`);
+        otherwise from the current file. So a hot path skips the os.stat, and a record
+        another process has just created or changed is still found at once."""
+        record = self.read(name, max_age).get(key)
+        if record is not None and (valid is None or valid(record)):
+            return record
+        return self.read(name).get(key)
+
     # -- writing -------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, *names: str) -> Iterator[dict[str, dict[str, Any]]]:
