@@ -181,7 +181,7 @@ class LabEngines:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
         with contextlib.suppress(ValueError):  # exited at once: _wait_ready reports it
-            self.lab.net.record_process(f"{member}:dockerd", proc.pid)
+            self.lab.net.record_process(f"{member}:dockerd", proc.pid, argv)
 
     def _wait_ready(self, member: str, deadline: float) -> None:
         while True:

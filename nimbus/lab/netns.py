@@ -20,7 +20,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -104,14 +104,18 @@ def _save_state(lab_id: str, root: Path, state: dict[str, Any]) -> None:
 
 
 def _proc_identity(pid: int) -> tuple[str, str] | None:
-    """(cmdline, start time) of a live process, to tell it from a later reuse of its PID."""
+    """(cmdline, start time) of a live process, to tell it from a later reuse of its PID.
+
+    The command line reads empty while the process is inside execve (`ip netns exec`
+    replacing itself): that is still the same, live process.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
         stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
-    if not cmdline or len(fields) < 20 or fields[0] == "Z":
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
         return None
     return cmdline.decode(errors="replace"), fields[19]
 
@@ -199,19 +203,18 @@ class LabNet:
             self._save()
         return name
 
-    def record_process(self, name: str, pid: int) -> None:
-        """Remember a process started for this lab so destroy() can stop it."""
-        # /proc/PID/cmdline reads empty while the process is inside execve (e.g. `ip netns
-        # exec` replacing itself), so retry briefly.
-        deadline = time.monotonic() + 2
-        while (ident := _proc_identity(pid)) is None and time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists():
-                break
-            time.sleep(0.02)
+    def record_process(self, name: str, pid: int, argv: Sequence[str]) -> None:
+        """Remember a process started for this lab (from argv) so destroy() can stop it.
+
+        The command line is the argv it was started with, not a read of /proc, which may
+        catch the process mid-exec; the start time comes from /proc/PID/stat.
+        """
+        ident = _proc_identity(pid)
         if ident is None:
             raise ValueError(f"process {pid} ({name}) is not running")
+        cmdline = " ".join(argv).strip()
         self.state["processes"].append(
-            {"name": name, "pid": pid, "cmdline": ident[0], "start": ident[1]}
+            {"name": name, "pid": pid, "cmdline": cmdline, "start": ident[1]}
         )
         self._save()
 
@@ -230,7 +233,7 @@ class LabNet:
         """Start a long-running process in a member's namespace and record it."""
         proc = popen_in(self.runner, self.netns(member), argv, env, stdout, stderr)
         with contextlib.suppress(ValueError):  # exited already: nothing to clean up later
-            self.record_process(f"{member}:{os.path.basename(argv[0])}", proc.pid)
+            self.record_process(f"{member}:{os.path.basename(argv[0])}", proc.pid, proc.args)
         return proc
 
     def destroy(self) -> None:
@@ -271,17 +274,18 @@ def list_labs(runner: Runner | None = None, *, state_root: Path = STATE_ROOT) ->
 
 
 def _same_process(rec: Mapping[str, Any]) -> bool:
-    """True when the recorded PID still names the recorded process.
+    """True when the recorded PID still names the recorded, live process.
 
     The start time rules out PID reuse. The command line may have lost an
     `ip netns exec NS` prefix since it was recorded (that exec keeps the PID), so the
-    current one must equal the recorded one or be its tail.
+    current one must equal the recorded one or be its tail; it reads empty while the
+    process is inside that exec, which is not a sign that it is gone.
     """
     ident = _proc_identity(int(rec.get("pid", 0)))
     if ident is None or ident[1] != rec.get("start"):
         return False
     recorded = str(rec.get("cmdline", ""))
-    return ident[0] == recorded or recorded.endswith(" " + ident[0])
+    return ident[0] in ("", recorded) or recorded.endswith(" " + ident[0])
 
 
 def _stop_processes(records: list[dict[str, Any]]) -> None:
@@ -299,6 +303,9 @@ def _stop_processes(records: list[dict[str, Any]]) -> None:
         log.debug("[#] kill -KILL %d (%s)", rec["pid"], rec.get("name"))
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(_same_process(r) for r in live) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _lab_ifname_re(lab_id: str) -> re.Pattern[str]:

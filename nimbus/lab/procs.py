@@ -51,7 +51,7 @@ def spawn(net: LabNet, member: str, name: str, argv: list[str], env: dict[str, s
             proc.stdin.write(stdin_data.encode())
         proc.stdin.close()
     with contextlib.suppress(ValueError):  # already gone: the caller sees it exit
-        net.record_process(name, proc.pid)
+        net.record_process(name, proc.pid, full)
     return proc
 
 
