@@ -72,7 +72,7 @@ class Outbox:
             return n
         blocked = bool(self._queue)
         self._queue.append(memoryview(data))
-        self.pending += n
+        self.pending += len(data)  # held bytes included: `pending` is what the socket owes
         if not blocked:
             self.send_some()
         return n
