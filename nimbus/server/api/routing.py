@@ -136,8 +136,12 @@ class Router:
             status: int = 200) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """auth is one of: none, user, admin, node."""
         def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapper(**url_args: str) -> bottle.HTTPResponse:
-                return self._handle(method, path, auth, schema, status, handler, url_args)
+            def wrapper(**url_args: str) -> Any:
+                response = self._handle(method, path, auth, schema, status, handler, url_args)
+                # Bottle applies a returned HTTPResponse to its thread's response twice and
+                # casts it twice; applied here once, bottle only casts the body.
+                response.apply(bottle.response)
+                return response.body
             self.app.route(path, method, wrapper)
             return handler
         return decorate
