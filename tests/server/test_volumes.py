@@ -16,7 +16,7 @@ import pytest
 
 from nimbus.errors import BadRequest, Conflict, NotFound
 from nimbus.server import hooks, nodes, tasks
-from nimbus.server.swarm import groups, services
+from nimbus.server.swarm import groups, lifecycle, services
 from nimbus.server.volumes import records
 
 
@@ -197,6 +197,22 @@ def test_delete_is_refused_while_a_service_maps_the_volume_even_forced(lab):
     agents, ids = lab["agents"], lab["ids"]
     wait_for(lambda: agents.exports(ids["n1"]) == {} and agents.mounts(ids["n2"]) == [],
              "export and Docker volumes gone")
+
+
+def test_a_swarm_with_volumes_is_not_deleted_until_they_are(lab):
+    create(lab)
+    create(lab, name="logs", folder="/srv/logs")
+    state = lab["state"]
+    with pytest.raises(Conflict, match=r"swarm web still has volume\(s\) data, logs: delete"):
+        lifecycle.delete(state, "web", actor="test")
+    assert groups.find(state.store.read("swarms"), "web")["members"]  # nothing changed
+    assert not [t for t in state.store.read("tasks").values() if t["type"] == "swarm.leave"]
+    assert records.describe(state, "data")["clients"] == sorted([ip(lab, "n1"), ip(lab, "n2")])
+    for name in ("data", "logs"):
+        records.delete(state, name, False, actor="test")
+    assert lifecycle.delete(state, "web", actor="test")["deleted"]
+    assert state.store.read("swarms") == {}
+    assert [t for t in state.store.read("tasks").values() if t["type"] == "swarm.leave"]
 
 
 def test_deleting_the_serving_node_needs_force_and_leaves_the_volume_lost(lab):

@@ -14,6 +14,12 @@ from nimbus.server.swarm import tasks as swarm_tasks
 def delete(state: State, ref: str, actor: str) -> dict[str, Any]:
     """Every member leaves (workers first); the record and its stacks are removed."""
     s = groups.find(state.store.read(groups.COLLECTION), ref)
+    attached = hooks.query(state, "volume.attached_to", swarm_id=s["id"])
+    if attached:
+        # Its volumes would keep a dangling swarm and an empty client list; an operator
+        # deletes them (and the services that map them) on purpose, first.
+        raise Conflict(f"swarm {s['name']} still has volume(s) {', '.join(attached[:5])}: "
+                       "delete them first (nimbus volume delete NAME)")
     failed: list[str] = []
     with swarm_tasks.waiting_slot(state):
         for role in ("worker", "manager"):  # a manager leaving first would strand workers

@@ -146,6 +146,13 @@ def docker_volume_for(state: State, volume: str, swarm_id: str) -> str:
     return plan.docker_name(volume)
 
 
+def attached_to(state: State, swarm_id: str) -> list[str]:
+    """Names of the volumes attached to a swarm, lost ones included (query
+    `volume.attached_to`): deleting the swarm first would leave them without clients."""
+    return sorted(v["name"] for v in state.store.read(COLLECTION).values()
+                  if v["swarm_id"] == swarm_id)
+
+
 # -- events and node hooks --------------------------------------------------------------------
 
 def members_changed(state: State, swarm_id: str, **_: Any) -> None:
