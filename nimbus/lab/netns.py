@@ -20,7 +20,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -288,24 +288,31 @@ def _same_process(rec: Mapping[str, Any]) -> bool:
     return ident[0] in ("", recorded) or recorded.endswith(" " + ident[0])
 
 
-def _stop_processes(records: list[dict[str, Any]]) -> None:
-    """SIGTERM, then SIGKILL, recorded processes that are still the same process."""
-    live = [r for r in records if int(r.get("pid", 0)) > 1 and _same_process(r)]
-    for rec in live:
-        log.debug("[#] kill -TERM %d (%s)", rec["pid"], rec.get("name"))
+def terminate(pids: list[int], alive: Callable[[int], bool], grace: float = 5) -> None:
+    """SIGTERM the processes, SIGKILL those still `alive` after `grace` seconds, and wait
+    (up to 5 s) until they are gone."""
+    for pid in pids:
+        log.debug("[#] kill -TERM %d", pid)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(rec["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while live and time.monotonic() < deadline:
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
         time.sleep(0.1)
-        live = [r for r in live if _same_process(r)]
-    for rec in live:
-        log.debug("[#] kill -KILL %d (%s)", rec["pid"], rec.get("name"))
+        pids = [p for p in pids if alive(p)]
+    for pid in pids:
+        log.debug("[#] kill -KILL %d", pid)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(rec["pid"], signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while any(_same_process(r) for r in live) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _stop_processes(records: list[dict[str, Any]]) -> None:
+    """Stop the recorded processes that are still the same process (terminate())."""
+    live = {int(r["pid"]): r for r in records
+            if int(r.get("pid", 0)) > 1 and _same_process(r)}
+    terminate(list(live), lambda pid: _same_process(live[pid]))
 
 
 def _lab_ifname_re(lab_id: str) -> re.Pattern[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -64,9 +62,10 @@ def stop(net: LabNet, name: str, timeout: float = 15) -> None:
     """SIGTERM (then SIGKILL) the live recorded processes called `name`; forget them."""
     live = [r for r in net.state["processes"]
             if r.get("name") == name and netns._same_process(r)]
-    _terminate([int(r["pid"]) for r in live],
-               lambda pid: any(int(r["pid"]) == pid and netns._same_process(r) for r in live),
-               timeout)
+    netns.terminate([int(r["pid"]) for r in live],
+                    lambda pid: any(int(r["pid"]) == pid and netns._same_process(r)
+                                    for r in live),
+                    timeout)
     net.state["processes"] = [r for r in net.state["processes"] if r.get("name") != name]
     net._save()
 
@@ -98,19 +97,6 @@ def strays(net: LabNet, lab_dir: Path) -> list[int]:
 
 
 def stop_strays(net: LabNet, lab_dir: Path) -> None:
-    _terminate(strays(net, lab_dir), lambda pid: pid in strays(net, lab_dir), 5)
+    netns.terminate(strays(net, lab_dir), lambda pid: pid in strays(net, lab_dir))
 
 
-def _terminate(pids: list[int], alive, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    for pid in pids:
-        log.debug("[#] kill -TERM %d", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.1)
-        pids = [p for p in pids if alive(p)]
-    for pid in pids:
-        log.debug("[#] kill -KILL %d", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
