@@ -171,17 +171,21 @@ def check_token(state: State, token: str,
                 verified: tokens.VerifiedTokens | None = None) -> dict[str, Any]:
     """The user a bearer token stands for, if the token and the user are still valid."""
     claims = tokens.decode(state.keys.jwt_secret, token, state.now(), verified)
-    user = state.store.lookup("users", claims["sub"], HOT_READ_MAX_AGE_SEC,
-                              lambda u: int(u.get("credential_version", 0)) == claims["ver"])
-    if user is None or int(user.get("credential_version", 0)) != claims["ver"]:
+    def current(u: dict[str, Any]) -> bool:
+        return int(u.get("credential_version", 0)) == claims["ver"]
+
+    user = state.store.lookup("users", claims["sub"], HOT_READ_MAX_AGE_SEC, current)
+    if user is None or not current(user):
         raise Unauthorized("token is no longer valid")
     access_key = claims.get("akid")
     if access_key is not None:
         # SECURITY: a token minted with an API key dies with that key; otherwise deleting a
         # stolen key would leave its holder an hour of access (and a self-renewing node).
-        key = state.store.lookup("keys", access_key, HOT_READ_MAX_AGE_SEC,
-                                 lambda k: k["user_id"] == user["id"])
-        if key is None or key["user_id"] != user["id"]:
+        def users_key(k: dict[str, Any]) -> bool:
+            return k["user_id"] == user["id"]
+
+        key = state.store.lookup("keys", access_key, HOT_READ_MAX_AGE_SEC, users_key)
+        if key is None or not users_key(key):
             raise Unauthorized("token is no longer valid")
     return user
 
